@@ -1,0 +1,27 @@
+"""napari-sgi: structured 2D Gaussian (SGI) compression of large microscopy images.
+
+Importing the package is cheap: torch, Qt and napari are imported only when a function needs them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "fit_image": "napari_sgi.api",
+    "FitResult": "napari_sgi.api",
+    "compress": "napari_sgi.api",
+    "open_sgi": "napari_sgi.api",
+    "FitCancelled": "napari_sgi.core.fit",
+    "PRESETS": "napari_sgi.core.presets",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'napari_sgi' has no attribute {name!r}")
