@@ -1,0 +1,170 @@
+"""Multi-scale fitting of an SGI model to an image, with progress reports and cancellation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .entropy import add_uniform_noise, base_steps, rate_bits_per_value
+from .image import build_pyramid
+from .model import Attributes, ModelConfig, SGIModel
+from .presets import FitConfig
+from .schedule import Schedule
+from .seeds import seed_count_for_density
+
+
+class FitCancelled(Exception):
+    """Raised by :func:`fit` when its ``cancel`` check asks it to stop."""
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """One report of a running fit (``step`` counts from 1 to ``total``)."""
+
+    step: int
+    total: int
+    level: int
+    levels: int
+    loss: float
+    psnr: float
+    phase: str
+
+
+@dataclass
+class FitOutcome:
+    model: SGIModel
+    iterations: int
+    seconds: float
+    history: list[FitProgress] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[FitProgress], None]
+CancelCheck = Callable[[], bool]
+
+
+def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel:
+    """A freshly initialised model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed``."""
+    channels, height, width = image_shape
+    seeds = config.seeds or seed_count_for_density(height, width, config.density,
+                                                   config.gaussians_per_seed)
+    model_config = ModelConfig(height=height, width=width, channels=channels,
+                               feature_dim=config.feature_dim,
+                               gaussians_per_seed=config.gaussians_per_seed, seed_count=seeds,
+                               rng_seed=config.rng_seed, levels=config.levels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.rng_seed)
+        return SGIModel(model_config)
+
+
+def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:
+    groups = {
+        "offsets": [model.offsets],
+        "features": [model.features],
+        "log_scaling": [model.log_scaling],
+        "mlp_color": list(model.mlp_color.parameters()),
+        "mlp_cov": list(model.mlp_cov.parameters()),
+        "hash_grid": list(model.context.grid.parameters()),
+        "mlp_context": list(model.context.mlp.parameters()),
+    }
+    param_groups = [{"params": params, "name": name, "lr": 0.0} for name, params in groups.items()]
+    optimizer = torch.optim.Adam(param_groups, betas=(0.9, 0.999), eps=1e-15)
+    return optimizer, {g["name"]: g for g in optimizer.param_groups}
+
+
+def _noised(model: SGIModel, mode: str, level: int, generator: torch.Generator) -> Attributes:
+    attributes = model.attributes()
+    if mode == "none":
+        return attributes
+    groups = attributes.as_groups()
+    if mode == "fixed":
+        steps = base_steps(level)
+        noised = {name: add_uniform_noise(values, torch.tensor(steps[name]), generator)
+                  for name, values in groups.items()}
+    else:
+        models = model.entropy_models(level)
+        noised = {name: add_uniform_noise(values, models[name].step, generator)
+                  for name, values in groups.items()}
+    return Attributes.from_groups(noised, model.config.gaussians_per_seed)
+
+
+def _rate(model: SGIModel, level: int, config: FitConfig, generator: torch.Generator):
+    """Bits per stored value on a random subset of seeds, plus the hash grid's share (Eq. 14)."""
+    n = model.config.seed_count
+    subset_size = min(n, max(64, round(config.rate_subset * n)))
+    subset = torch.randperm(n, generator=generator)[:subset_size].to(model.anchors.device)
+    models = model.entropy_models(level, subset)
+    values = {name: add_uniform_noise(v[subset], models[name].step, generator)
+              for name, v in model.attributes().as_groups().items()}
+    per_value = rate_bits_per_value(values, models)
+    values_per_seed = sum(v.shape[1] for v in values.values())
+    return per_value + model.context.grid.bits() / (n * values_per_seed)
+
+
+def fit(
+    image: torch.Tensor,  # [C, H, W] float32 in [0, 1]
+    config: FitConfig,
+    *,
+    model: SGIModel | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    backend: str = "auto",
+) -> FitOutcome:
+    """Fit an SGI model to ``image`` coarse to fine, minimising L1 + lambda * rate.
+
+    Parameters
+    ----------
+    image
+        ``[C, H, W]`` float tensor, normalised to [0, 1], on the device to fit on.
+    config
+        Steps, levels, model size and rate weight (see :mod:`.presets`).
+    model
+        A model to start from (warm start); a new one is made when None.
+    progress
+        Called after every step with a :class:`FitProgress`.
+    cancel
+        Called after every step; when it returns True the fit raises :class:`FitCancelled`.
+
+    Examples
+    --------
+    >>> image = torch.rand(1, 24, 24)
+    >>> outcome = fit(image, FitConfig(iterations=5, levels=2, feature_dim=4, gaussians_per_seed=2))
+    >>> outcome.iterations
+    5
+    """
+    if model is None:
+        model = make_model(tuple(image.shape), config)
+    model = model.to(image.device)
+    pyramid = build_pyramid(image, config.levels)
+    schedule = Schedule(config.iterations, config.levels)
+    optimizer, groups = _optimizer(model)
+    generator = torch.Generator().manual_seed(config.rng_seed + 1)
+    history: list[FitProgress] = []
+    started = time.perf_counter()
+    for step in range(config.iterations):
+        level = schedule.stage_at(step).level
+        mode = schedule.noise(step)
+        for name, group in groups.items():
+            group["lr"] = schedule.learning_rate(name, step)
+        render = model.render(level, _noised(model, mode, level, generator), backend=backend)
+        target = pyramid[level]
+        distortion = torch.mean(torch.abs(render - target))
+        loss = distortion
+        if mode == "adaptive" and config.lmbda > 0:
+            loss = loss + config.lmbda * _rate(model, level, config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
+        report = FitProgress(step + 1, config.iterations, level, config.levels, loss.item(),
+                             10 * math.log10(1 / mse) if mse > 0 else math.inf, mode)
+        history.append(report)
+        if progress is not None:
+            progress(report)
+        if cancel is not None and cancel():
+            raise FitCancelled(f"fit cancelled at step {step + 1} of {config.iterations}")
+    return FitOutcome(model, config.iterations, time.perf_counter() - started, history)

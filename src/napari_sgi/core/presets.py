@@ -1,0 +1,93 @@
+"""Fitting configurations and the named presets ``paper``, ``default`` and ``fast``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to fit one image.
+
+    Parameters
+    ----------
+    iterations
+        Adam steps over all pyramid levels; every schedule is a fraction of this number.
+    levels
+        Pyramid levels L (fitting runs from 1/2^(L-1) to full resolution).
+    feature_dim
+        F, features per seed.
+    gaussians_per_seed
+        K, Gaussians (offsets) per seed.
+    lmbda
+        Weight of the rate term: larger means smaller files and lower quality.
+    density
+        Gaussians per full-resolution pixel, used when ``seeds`` is not given.
+    seeds
+        Number of seeds; overrides ``density``.
+    rng_seed
+        Seeds the jittered grid, the initial weights, the noise and the rate subsets.
+    rate_subset
+        Fraction of seeds whose rate is estimated at each step of the rate phase.
+    """
+
+    iterations: int = 4000
+    levels: int = 3
+    feature_dim: int = 50
+    gaussians_per_seed: int = 10
+    lmbda: float = 0.001
+    density: float = 0.07
+    seeds: int | None = None
+    rng_seed: int = 0
+    rate_subset: float = 0.05
+
+    def __post_init__(self) -> None:
+        checks = {
+            "iterations": self.iterations >= 1,
+            "levels": 1 <= self.levels <= 8,
+            "feature_dim": self.feature_dim >= 1,
+            "gaussians_per_seed": self.gaussians_per_seed >= 1,
+            "lmbda": self.lmbda >= 0,
+            "density": self.density > 0,
+            "seeds": self.seeds is None or self.seeds >= 1,
+            "rate_subset": 0 < self.rate_subset <= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"invalid fit configuration: {values}")
+
+    def with_overrides(self, **overrides) -> FitConfig:
+        """A copy with the given fields changed; ``None`` values leave a field as it is."""
+        unknown = set(overrides) - set(asdict(self))
+        if unknown:
+            raise TypeError(f"unknown fit option(s): {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, FitConfig] = {
+    # The paper's settings (15000 steps, L=3, F=50, K=10, lambda=0.001) at the paper's density
+    # (3.5 M Gaussians for a 51-megapixel image).
+    "paper": FitConfig(iterations=15000),
+    # Same model, fewer steps: within a fraction of a dB of `paper` (docs/benchmarks.md).
+    "default": FitConfig(iterations=4000),
+    # A quick look on a laptop.
+    "fast": FitConfig(iterations=800, feature_dim=24),
+}
+
+
+def get_preset(name: str) -> FitConfig:
+    """The configuration of a named preset.
+
+    Examples
+    --------
+    >>> get_preset("paper").iterations
+    15000
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,86 @@
+"""Schedules of a fit, all derived from its own length (no hard-coded iteration windows).
+
+The proportions are the paper's (15000 steps, L=3): the coarsest level gets half the steps of each
+finer one (3000/6000/6000); quantisation noise starts after a warm-up of 2% of the run and again
+after 4% following each change of level; the rate term and the adaptive steps train in the last 20%.
+Learning rates decay exponentially over the whole run (the reference's decay horizon is twice its
+run, so its rates end half-way).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+START_WARMUP = 0.02
+LEVEL_WARMUP = 0.04
+RATE_PHASE = 0.20
+
+# (initial, final) learning rates per parameter group (sgi-method §8); equal values are constant.
+LEARNING_RATES: dict[str, tuple[float, float]] = {
+    "offsets": (0.01, 1e-4),
+    "features": (0.0075, 0.0075),
+    "log_scaling": (0.007, 0.007),
+    "mlp_color": (0.008, 5e-5),
+    "mlp_cov": (0.004, 0.004),
+    "hash_grid": (0.005, 1e-5),
+    "mlp_context": (0.005, 1e-5),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stretch of steps at one pyramid level: ``[start, stop)`` of the global step count."""
+
+    level: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which level, which noise and which learning rates at every step of a run.
+
+    Examples
+    --------
+    >>> schedule = Schedule(15000, 3)
+    >>> [(s.level, s.start, s.stop) for s in schedule.stages]
+    [(2, 0, 3000), (1, 3000, 9000), (0, 9000, 15000)]
+    >>> schedule.noise(100), schedule.noise(1000), schedule.noise(3300), schedule.noise(12500)
+    ('none', 'fixed', 'none', 'adaptive')
+    """
+
+    iterations: int
+    levels: int
+
+    @property
+    def stages(self) -> list[Stage]:
+        weights = [1] + [2] * (self.levels - 1)
+        bounds = [round(self.iterations * sum(weights[:i]) / sum(weights))
+                  for i in range(self.levels + 1)]
+        return [Stage(self.levels - 1 - i, bounds[i], bounds[i + 1]) for i in range(self.levels)
+                if bounds[i + 1] > bounds[i]]
+
+    def stage_at(self, step: int) -> Stage:
+        for stage in self.stages:
+            if step < stage.stop:
+                return stage
+        return self.stages[-1]
+
+    @property
+    def rate_start(self) -> int:
+        return self.iterations - math.ceil(RATE_PHASE * self.iterations)
+
+    def noise(self, step: int) -> str:
+        """``'none'``, ``'fixed'`` (base steps) or ``'adaptive'`` (context-model steps + rate)."""
+        if step >= self.rate_start:
+            return "adaptive"
+        stage = self.stage_at(step)
+        first = stage.start == 0
+        warmup = round((START_WARMUP if first else LEVEL_WARMUP) * self.iterations)
+        return "none" if step < stage.start + warmup else "fixed"
+
+    def learning_rate(self, group: str, step: int) -> float:
+        initial, final = LEARNING_RATES[group]
+        t = min(max(step / max(self.iterations - 1, 1), 0.0), 1.0)
+        return math.exp((1 - t) * math.log(initial) + t * math.log(final))
