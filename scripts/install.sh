@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything napari-sgi needs on a fresh Debian/Ubuntu machine: the Debian packages for
+# compiling (g++, ninja for torchac) and for Qt under Xvfb, then a virtual environment in .venv with
+# the CPU build of torch and napari-sgi with all its extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(g++ ninja-build python3-venv python3-dev
+  libfontconfig1 libgl1 libglib2.0-0 libegl1 libxkbcommon0 libdbus-1-3 xvfb xauth
+  libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
+  libxcb-render-util0 libxcb-shape0 libxcb-xkb1)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# torch first, pinned: an unpinned torch (also one asked for by another package) pulls CUDA builds.
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[all,testing]"
+# torchac compiles its C++ coder on first import; do it now, once, rather than inside a test.
+.venv/bin/python -c "import torchac" >/dev/null 2>&1 || .venv/bin/python -c "import torchac"
+echo "napari-sgi installed in .venv"

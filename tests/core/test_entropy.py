@@ -1,0 +1,67 @@
+import torch
+
+from napari_sgi.core.entropy import (
+    ContextModel,
+    base_steps,
+    discretized_gaussian_bits,
+    quantize,
+    rate_bits_per_value,
+)
+from napari_sgi.core.hashgrid import BinaryHashGrid, level_table_sizes
+
+
+def test_bins_sum_to_one_for_every_regime():
+    for mean, scale, step in [(0.3, 2.0, 1.0), (-4.1, 0.7, 0.5), (0.0, 0.05, 0.2), (10.0, 30.0, 3.0)]:
+        symbols = torch.arange(-2000, 2001, dtype=torch.float64)[None]
+        values = symbols * step
+        bits = discretized_gaussian_bits(values, torch.full_like(values, mean),
+                                         torch.full_like(values, scale),
+                                         torch.full((1, 1), step, dtype=torch.float64))
+        mass = (2.0 ** -bits)
+        # The 1e-6 floor adds mass only to bins with almost none; the real mass sums to one.
+        real = mass[mass > 1.01e-6].sum()
+        assert abs(float(real) - 1.0) < 1e-5, (mean, scale, step, float(real))
+
+
+def test_bits_are_smaller_near_the_mean_and_differentiable():
+    values = torch.tensor([[0.0, 1.0, 5.0]], requires_grad=True)
+    mean = torch.zeros(1, 3, requires_grad=True)
+    scale = torch.ones(1, 3, requires_grad=True)
+    bits = discretized_gaussian_bits(values, mean, scale, torch.ones(1, 1))
+    assert bits[0, 0] < bits[0, 1] < bits[0, 2]
+    bits.sum().backward()
+    assert torch.isfinite(scale.grad).all() and scale.grad.abs().sum() > 0
+
+
+def test_quantize_rounds_with_a_straight_through_gradient():
+    values = torch.tensor([0.26, -0.74, 1.0], requires_grad=True)
+    out = quantize(values, torch.tensor(0.5))
+    assert out.tolist() == [0.5, -0.5, 1.0]
+    out.sum().backward()
+    assert values.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_hash_grid_shapes_binary_values_and_bits():
+    grid = BinaryHashGrid()
+    assert sum(level_table_sizes()) == grid.table.shape[0] == 62976
+    features = grid(torch.rand(100, 2))
+    assert features.shape == (100, 48)
+    assert set(torch.unique(grid.binary_table()).tolist()) <= {-1.0, 1.0}
+    assert torch.all(grid(torch.tensor([[1.5, 0.5]])) == 0)  # outside [0, 1]^2
+    # One Bernoulli over ~252k entries: at most one bit each, plus the 32-bit probability.
+    assert 0 < float(grid.bits().detach()) <= grid.table.numel() + 32
+
+
+def test_context_model_outputs_and_rate():
+    model = ContextModel(feature_dim=6, gaussians_per_seed=3)
+    groups = model(torch.rand(20, 2), level=1)
+    assert groups["features"].mean.shape == (20, 6)
+    assert groups["log_scaling"].scale.shape == (20, 4)
+    assert groups["offsets"].mean.shape == (20, 6)
+    for name, group in groups.items():
+        assert torch.all(group.scale > 0)
+        q0 = base_steps(1)[name]
+        assert torch.all(group.step > 0) and torch.all(group.step < 2 * q0)
+    values = {name: torch.randn(20, g.mean.shape[1]) for name, g in groups.items()}
+    rate = rate_bits_per_value(values, groups)
+    assert rate.ndim == 0 and float(rate) > 0

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_sgi.core.fit import FitCancelled, fit, make_model
+from napari_sgi.core.image import ValueRange, to_tensor
+from napari_sgi.core.metrics import psnr
+from napari_sgi.core.presets import PRESETS, FitConfig, get_preset
+from napari_sgi.core.schedule import Schedule
+
+TINY = FitConfig(iterations=12, levels=2, feature_dim=6, gaussians_per_seed=3, density=0.1)
+
+
+def test_presets():
+    paper = get_preset("paper")
+    assert (paper.iterations, paper.levels, paper.feature_dim, paper.gaussians_per_seed,
+            paper.lmbda) == (15000, 3, 50, 10, 0.001)
+    assert set(PRESETS) == {"paper", "default", "fast"}
+    assert PRESETS["fast"].iterations < PRESETS["default"].iterations < paper.iterations
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("best")
+    with pytest.raises(TypeError, match="unknown fit option"):
+        paper.with_overrides(speed=3)
+    with pytest.raises(ValueError, match="iterations"):
+        FitConfig(iterations=0)
+
+
+@pytest.mark.parametrize("iterations", [15000, 1000, 37])
+def test_schedule_scales_with_the_run(iterations):
+    schedule = Schedule(iterations, 3)
+    stages = schedule.stages
+    assert [s.level for s in stages] == [2, 1, 0]
+    assert stages[0].start == 0 and stages[-1].stop == iterations
+    assert all(a.stop == b.start for a, b in zip(stages, stages[1:]))
+    assert schedule.rate_start >= stages[-1].start
+    assert schedule.noise(iterations - 1) == "adaptive"
+    assert schedule.learning_rate("offsets", 0) == pytest.approx(0.01)
+    assert schedule.learning_rate("offsets", iterations - 1) == pytest.approx(1e-4)
+    assert schedule.learning_rate("features", iterations // 2) == pytest.approx(0.0075)
+
+
+def test_fixed_seed_gives_identical_results():
+    image = torch.rand(1, 20, 24, generator=torch.Generator().manual_seed(3))
+    first = fit(image, TINY).model
+    second = fit(image, TINY).model
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    third = fit(image, TINY.with_overrides(rng_seed=5)).model
+    assert not torch.equal(first.features, third.features)
+
+
+def test_progress_reports_every_step_and_cancel_stops():
+    image = torch.rand(2, 16, 16)
+    reports = []
+    fit(image, TINY, progress=reports.append)
+    assert [r.step for r in reports] == list(range(1, 13))
+    assert {r.level for r in reports} == {0, 1}
+    assert reports[-1].phase == "adaptive"
+    with pytest.raises(FitCancelled):
+        fit(image, TINY, cancel=lambda: len(reports) > 15, progress=reports.append)
+    assert len(reports) == 16
+
+
+def test_short_fit_on_a_real_crop_clearly_improves_psnr(ihc_crop):
+    value_range = ValueRange.of(ihc_crop)
+    image = to_tensor(ihc_crop, value_range)
+    config = FitConfig(iterations=150, levels=2, feature_dim=16, gaussians_per_seed=6,
+                       density=0.25)
+    model = make_model(tuple(image.shape), config)
+    with torch.no_grad():
+        before = psnr(model.render(0).clamp(0, 1), image)
+    after_model = fit(image, config, model=model).model
+    with torch.no_grad():
+        after = psnr(after_model.render(0, after_model.quantized_attributes(0)).clamp(0, 1), image)
+    assert after > before + 8, (before, after)
+    assert after > 19
+
+
+def test_fit_respects_the_rate_weight(nuclei_crop):
+    """A larger lambda must give a cheaper model (fewer estimated bits)."""
+    from napari_sgi.core.entropy import ideal_bits
+
+    image = to_tensor(nuclei_crop, ValueRange.of(nuclei_crop))
+    bits = []
+    for lmbda in (0.0, 0.05):
+        config = FitConfig(iterations=120, levels=2, feature_dim=8, gaussians_per_seed=4,
+                           density=0.2, lmbda=lmbda)
+        model = fit(image, config).model
+        with torch.no_grad():
+            quantized = model.quantized_attributes(0).as_groups()
+            bits.append(sum(ideal_bits(quantized, model.entropy_models(0)).values()))
+    assert bits[1] < bits[0] * 0.9, bits
+    assert np.isfinite(bits).all()
