@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hashgrid import BinaryHashGrid
+from .hashgrid import RESOLUTIONS, BinaryHashGrid
 
 Q0_FEATURE = 1.0
 Q0_LOG_SCALING = 1.0 / 16.0
@@ -53,10 +53,11 @@ class ContextModel(nn.Module):
         K, offsets per seed.
     """
 
-    def __init__(self, feature_dim: int, gaussians_per_seed: int):
+    def __init__(self, feature_dim: int, gaussians_per_seed: int, *, grid_levels: int = 12,
+                 grid_features: int = 4, grid_log2_table: int = 13):
         super().__init__()
         self.dims = {"features": feature_dim, "log_scaling": 4, "offsets": 2 * gaussians_per_seed}
-        self.grid = BinaryHashGrid()
+        self.grid = BinaryHashGrid(RESOLUTIONS[:grid_levels], grid_features, grid_log2_table)
         n_out = 2 * sum(self.dims.values()) + len(GROUPS)
         self.mlp = nn.Sequential(
             nn.Linear(self.grid.output_dim, 2 * feature_dim), nn.ReLU(),

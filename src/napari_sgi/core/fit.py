@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .entropy import add_uniform_noise, base_steps, rate_bits_per_value
+from .hashgrid import RESOLUTIONS
 from .image import build_pyramid
 from .model import Attributes, ModelConfig, SGIModel
 from .presets import FitConfig
@@ -51,13 +52,27 @@ def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel
     channels, height, width = image_shape
     seeds = config.seeds or seed_count_for_density(height, width, config.density,
                                                    config.gaussians_per_seed)
+    grid_levels = config.grid_levels or auto_grid_levels(seeds)
     model_config = ModelConfig(height=height, width=width, channels=channels,
                                feature_dim=config.feature_dim,
                                gaussians_per_seed=config.gaussians_per_seed, seed_count=seeds,
-                               rng_seed=config.rng_seed, levels=config.levels)
+                               rng_seed=config.rng_seed, levels=config.levels,
+                               grid_levels=grid_levels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.rng_seed)
         return SGIModel(model_config)
+
+
+def auto_grid_levels(seed_count: int) -> int:
+    """Hash-grid levels no finer than about two nodes per seed spacing.
+
+    Examples
+    --------
+    >>> auto_grid_levels(350_000), auto_grid_levels(1835)
+    (12, 6)
+    """
+    limit = 2.0 * math.sqrt(seed_count)
+    return max(2, sum(1 for r in RESOLUTIONS if r <= limit))
 
 
 def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:

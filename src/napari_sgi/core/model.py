@@ -32,10 +32,13 @@ class ModelConfig:
     seed_count: int
     rng_seed: int = 0
     levels: int = 3
+    grid_levels: int = 12
+    grid_features: int = 4
+    grid_log2_table: int = 13
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "channels", "feature_dim", "gaussians_per_seed",
-                     "seed_count", "levels"):
+                     "seed_count", "levels", "grid_levels", "grid_features", "grid_log2_table"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -106,7 +109,9 @@ class SGIModel(nn.Module):
         # Tiny initial colours: the first render is black and the fit starts from a sum of zeros.
         nn.init.xavier_uniform_(self.mlp_color[2].weight, gain=0.01)
         nn.init.zeros_(self.mlp_color[2].bias)
-        self.context = ContextModel(f, k)
+        self.context = ContextModel(f, k, grid_levels=config.grid_levels,
+                                    grid_features=config.grid_features,
+                                    grid_log2_table=config.grid_log2_table)
 
     # -- attributes -------------------------------------------------------------------------------
     def attributes(self) -> Attributes:

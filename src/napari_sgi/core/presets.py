@@ -29,6 +29,9 @@ class FitConfig:
         Seeds the jittered grid, the initial weights, the noise and the rate subsets.
     rate_subset
         Fraction of seeds whose rate is estimated at each step of the rate phase.
+    grid_levels
+        Levels of the binary hash grid (at most 12); None picks them from the seed count, so that
+        a small image does not carry the 250,000-bit grid made for 51-megapixel ones.
     """
 
     iterations: int = 4000
@@ -40,6 +43,7 @@ class FitConfig:
     seeds: int | None = None
     rng_seed: int = 0
     rate_subset: float = 0.05
+    grid_levels: int | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -51,6 +55,7 @@ class FitConfig:
             "density": self.density > 0,
             "seeds": self.seeds is None or self.seeds >= 1,
             "rate_subset": 0 < self.rate_subset <= 1,
+            "grid_levels": self.grid_levels is None or 1 <= self.grid_levels <= 12,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -71,7 +76,7 @@ class FitConfig:
 PRESETS: dict[str, FitConfig] = {
     # The paper's settings (15000 steps, L=3, F=50, K=10, lambda=0.001) at the paper's density
     # (3.5 M Gaussians for a 51-megapixel image).
-    "paper": FitConfig(iterations=15000),
+    "paper": FitConfig(iterations=15000, grid_levels=12),
     # Same model, fewer steps: within a fraction of a dB of `paper` (docs/benchmarks.md).
     "default": FitConfig(iterations=4000),
     # A quick look on a laptop.
