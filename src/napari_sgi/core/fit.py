@@ -72,7 +72,7 @@ def auto_grid_levels(seed_count: int) -> int:
     Examples
     --------
     >>> auto_grid_levels(350_000), auto_grid_levels(5000), auto_grid_levels(100)
-    (12, 8, 6)
+    (12, 7, 6)
     """
     limit = 2.0 * math.sqrt(seed_count)
     return max(6, sum(1 for r in RESOLUTIONS if r <= limit))
