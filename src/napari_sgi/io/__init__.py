@@ -1,0 +1,1 @@
+"""Reading microscopy inputs, the .sgi container and exports."""
