@@ -13,6 +13,9 @@ _LAZY = {
     "compress": "napari_sgi.api",
     "open_sgi": "napari_sgi.api",
     "FitCancelled": "napari_sgi.core.fit",
+    "CompressProgress": "napari_sgi.io.pipeline",
+    "CompressResult": "napari_sgi.io.pipeline",
+    "SGIFormatError": "napari_sgi.io.errors",
     "PRESETS": "napari_sgi.core.presets",
 }
 

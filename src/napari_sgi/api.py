@@ -119,3 +119,24 @@ def fit_image(
         psnr=psnr(measured, target), ssim=ssim(measured, target),
         iterations=outcome.iterations, seconds=seconds, device=device,
     )
+
+
+def compress(data, path, **options):
+    """Compress an image, stack or image file into a `.sgi` file.
+
+    See :func:`napari_sgi.io.pipeline.compress` for the options. From the napari console:
+
+    >>> from napari_sgi import compress  # doctest: +SKIP
+    >>> result = compress(viewer.layers["nuclei"].data, "nuclei.sgi", lmbda=0.002)  # doctest: +SKIP
+    >>> result.psnr, result.bpp  # doctest: +SKIP
+    """
+    from .io.pipeline import compress as _compress
+
+    return _compress(data, path, **options)
+
+
+def open_sgi(path, **options):
+    """Open a `.sgi` file as lazy multiscale levels (see :func:`napari_sgi.io.reader.open_sgi`)."""
+    from .io.reader import open_sgi as _open_sgi
+
+    return _open_sgi(path, **options)

@@ -97,6 +97,102 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from .io.pipeline import compress
+
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    bar = _CompressBar(enabled=not args.json)
+    try:
+        result = compress(args.input, args.output, preset=args.preset, device=args.device,
+                          axes=args.axes, progress=bar, client=client, **_fit_overrides(args))
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    if args.json:
+        print(json.dumps(result.summary()))
+    else:
+        print(f"{args.input} -> {args.output}: {result.n_slices} slice(s), "
+              f"{result.gaussians} Gaussians")
+        print(f"  {result.bytes:,} bytes, {result.bpp:.4f} bpp, ratio {result.compression_ratio:.1f}:1")
+        print(f"  PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}, {result.seconds:.1f} s")
+    return 0
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    import time
+
+    from .io.reader import open_sgi
+
+    started = time.perf_counter()
+    image = open_sgi(args.input)
+    data = image.levels[0]
+    output = Path(args.output)
+    name = output.name.lower()
+    if name.endswith((".ome.zarr", ".zarr")):
+        from .io.exports import write_ome_zarr
+
+        write_ome_zarr(output, data, axes=image.axes, scale=image.scale, units=image.units,
+                       contrast_limits=image.contrast_limits)
+    elif name.endswith((".tif", ".tiff")) and data.ndim > 2 + image.rgb:
+        from .io.exports import write_tiff
+
+        write_tiff(output, data, axes=image.axes, scale=image.scale, units=image.units)
+    else:
+        from .io.simple import write_image_file
+
+        write_image_file(output, data.compute())
+    seconds = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"output": str(output), "shape": list(data.shape),
+                          "dtype": str(data.dtype), "seconds": round(seconds, 3)}))
+    else:
+        print(f"{args.input} -> {output}: {data.shape} {data.dtype} in {seconds:.2f} s")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io.container import SGIReader
+
+    with SGIReader(args.input) as reader:
+        header, breakdown = reader.header, reader.info()
+    grouped = breakdown.grouped()
+    if args.json:
+        print(json.dumps({"header": header, "bytes": breakdown.file_size,
+                          "sections": breakdown.sections, "by_part": grouped,
+                          "overhead": breakdown.overhead}))
+        return 0
+    layout = header.get("layout", {})
+    quality = header.get("quality", {})
+    print(f"{args.input}: {breakdown.file_size:,} bytes, napari-sgi {header.get('encoder_version')}")
+    print(f"  {layout.get('axes')} {layout.get('shape')} {layout.get('dtype')}, "
+          f"{header.get('n_slices')} slice(s)")
+    if quality:
+        print(f"  PSNR {quality.get('psnr')} dB, SSIM {quality.get('ssim')} (measured at encode)")
+    print("  bytes by part:")
+    for part, size in sorted(grouped.items(), key=lambda item: -item[1]):
+        print(f"    {part:<12} {size:>12,d}")
+    for part, size in breakdown.overhead.items():
+        print(f"    ({part}){'':<{max(0, 10 - len(part))}} {size:>12,d}")
+    return 0
+
+
+class _CompressBar(_ProgressBar):
+    def __call__(self, report) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=report.total, unit="step", file=sys.stderr, leave=False)
+        self.bar.update(report.done - self.bar.n)
+        self.bar.set_postfix(slice=f"{report.slice_index + 1}/{report.n_slices}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-sgi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-o", "--output", help="write the decoded image here (.tif, .png, .npy)")
     _add_fit_options(fit)
     fit.set_defaults(handler=_cmd_fit)
+
+    compress = commands.add_parser("compress", help="compress an image or stack into a .sgi file")
+    compress.add_argument("input", help="a .tif, .ome.tif, .zarr, .ome.zarr, .png or .npy image")
+    compress.add_argument("-o", "--output", required=True, help="the .sgi file to write")
+    compress.add_argument("--axes", help="axis letters when the file does not say (e.g. ZYX)")
+    compress.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    _add_fit_options(compress)
+    compress.set_defaults(handler=_cmd_compress)
+
+    decompress = commands.add_parser("decompress", help="decode a .sgi file to an image file")
+    decompress.add_argument("input", help="a .sgi file")
+    decompress.add_argument("-o", "--output", required=True,
+                            help="a .tif, .png, .npy or .ome.zarr output")
+    decompress.add_argument("--json", action="store_true", help="print one JSON object")
+    decompress.set_defaults(handler=_cmd_decompress)
+
+    info = commands.add_parser("info", help="describe a .sgi file and where its bytes go")
+    info.add_argument("input", help="a .sgi file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=_cmd_info)
     return parser
 
 
@@ -115,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("napari-sgi: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as error:
+    except (ValueError, FileNotFoundError, OSError, KeyError) as error:
         print(f"napari-sgi: error: {error}", file=sys.stderr)
         return 1
 

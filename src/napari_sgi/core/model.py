@@ -160,17 +160,22 @@ class SGIModel(nn.Module):
         colors = self.mlp_color(attributes.features).reshape(-1, k, c)
         return means.reshape(-1, 2), conics.reshape(-1, 3), colors.reshape(-1, c)
 
-    def render(self, level: int = 0, attributes: Attributes | None = None,
-               backend: str = "auto") -> torch.Tensor:  # [C, H_level, W_level]
-        """Render pyramid level ``level`` (0 = full resolution)."""
+    def level_gaussians(self, level: int = 0, attributes: Attributes | None = None):
+        """Gaussians in the pixels of pyramid level ``level``: means, conics, colors."""
         means, conics, colors = self.gaussians(attributes)
         height, width = level_shape(self.config.height, self.config.width, level)
         fx, fy = width / self.config.width, height / self.config.height
         scale = torch.tensor([fx, fy], dtype=means.dtype, device=means.device)
         conic_scale = torch.tensor([1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)],
                                    dtype=conics.dtype, device=conics.device)
-        return rasterize_sum(means * scale, conics * conic_scale, colors, height, width,
-                             backend=backend)
+        return means * scale, conics * conic_scale, colors
+
+    def render(self, level: int = 0, attributes: Attributes | None = None,
+               backend: str = "auto") -> torch.Tensor:  # [C, H_level, W_level]
+        """Render pyramid level ``level`` (0 = full resolution)."""
+        height, width = level_shape(self.config.height, self.config.width, level)
+        means, conics, colors = self.level_gaussians(level, attributes)
+        return rasterize_sum(means, conics, colors, height, width, backend=backend)
 
     def parameter_count(self, module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,257 @@
+"""Open a `.sgi` file as a lazy multiscale image: level k at 1/2^k, each a dask array whose chunks
+are rendered on demand, straight from the Gaussians at that scale (no full-resolution render is
+down-sampled), with a small cache of decoded models and rendered chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.image import ValueRange
+from .container import SGIReader
+from .errors import SGIFormatError
+from .pipeline import FILE_KIND, MODEL_SECTIONS
+
+CHUNK = 512  # a multiple of the 16-pixel tile: a chunk renders exactly as the whole level does
+MIN_LEVEL_SIDE = 256
+_LIMITS = {"height": 1 << 24, "width": 1 << 24, "channels": 64, "feature_dim": 1024,
+           "gaussians_per_seed": 256, "seed_count": 1 << 28, "levels": 8, "grid_levels": 12,
+           "grid_features": 16, "grid_log2_table": 24, "rng_seed": 1 << 62}
+
+
+def model_config_from_header(data: dict):
+    """A :class:`ModelConfig` from a file's header, refusing absurd values before any allocation."""
+    from ..core.model import ModelConfig
+
+    if not isinstance(data, dict) or set(data) - set(_LIMITS) or not {"height", "width"} <= set(data):
+        raise SGIFormatError(f"invalid model configuration in the header: {data!r:.200}")
+    for name, value in data.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _LIMITS[name]:
+            raise SGIFormatError(f"model field {name!r} out of range: {value!r}")
+    try:
+        return ModelConfig(**data)
+    except (TypeError, ValueError) as error:
+        raise SGIFormatError(f"invalid model configuration: {error}") from None
+
+
+def level_count(height: int, width: int) -> int:
+    """Levels until the larger side is at most 256 pixels.
+
+    Examples
+    --------
+    >>> level_count(512, 512), level_count(4096, 3000), level_count(100, 80)
+    (2, 5, 1)
+    """
+    return 1 + max(0, math.ceil(math.log2(max(height, width) / MIN_LEVEL_SIDE)))
+
+
+class SGIFile:
+    """A `.sgi` file: its header, and slices decoded and rendered on demand.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from napari_sgi.io.pipeline import compress
+    >>> out = os.path.join(tempfile.mkdtemp(), "a.sgi")
+    >>> _ = compress(np.zeros((20, 20), np.uint8), out, preset="fast", iterations=2)
+    >>> SGIFile(out).render_slice(0).shape
+    (20, 20)
+    """
+
+    def __init__(self, path: str | Path, *, cache_models: int = 4, cache_chunks: int = 64):
+        self.path = Path(path)
+        self._reader = SGIReader(self.path)
+        header = self._reader.header
+        if header.get("kind") != FILE_KIND:
+            raise SGIFormatError(f"{self.path.name} is a .sgi container but not a napari-sgi image")
+        try:
+            self.layout = header["layout"]
+            self.slices = header["slices"]
+            low, high = header["value_range"]
+            self.value_range = ValueRange(float(low), float(high), self.layout["dtype"])
+            self.axes: str = self.layout["axes"]
+            self.shape = tuple(int(n) for n in self.layout["shape"])
+            n_lead = len([a for a in self.axes if a not in "YXS"])
+            self.lead_shape = self.shape[:n_lead]
+            self.slice_shape = self.shape[n_lead:]
+            if len(self.slices) != math.prod(self.lead_shape):
+                raise SGIFormatError("the header's slice list does not match its shape")
+        except (KeyError, TypeError, ValueError) as error:
+            raise SGIFormatError(f"invalid napari-sgi header: {error!r:.200}") from None
+        self.header = header
+        self._lock = threading.RLock()
+        self._models: OrderedDict = OrderedDict()
+        self._chunks: OrderedDict = OrderedDict()
+        self._cache_models, self._cache_chunks = cache_models, cache_chunks
+
+    @property
+    def rgb(self) -> bool:
+        return self.axes.endswith("S")
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.slices)
+
+    def model(self, index: int):
+        """The decoded model of slice ``index`` (cached)."""
+        from .codec import decode_model
+
+        with self._lock:
+            if index in self._models:
+                self._models.move_to_end(index)
+                return self._models[index]
+        config = model_config_from_header(self.slices[index]["model"])
+        sections = {name: self._reader.read_section(f"slice/{index}/{name}")
+                    for name in MODEL_SECTIONS}
+        try:
+            model = decode_model(config, sections)
+        except ValueError as error:
+            raise SGIFormatError(f"slice {index} does not decode: {error}") from None
+        with self._lock:
+            self._models[index] = model
+            while len(self._models) > self._cache_models:
+                self._models.popitem(last=False)
+        return model
+
+    def render_region(self, index: int, level: int, y0: int, y1: int, x0: int,
+                      x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` of slice ``index`` at ``level``, in the file's dtype."""
+        key = (index, level, y0, y1, x0, x1)
+        with self._lock:
+            if key in self._chunks:
+                self._chunks.move_to_end(key)
+                return self._chunks[key]
+        import torch
+
+        from ..core.rasterize import rasterize_sum
+
+        model = self.model(index)
+        with torch.no_grad():
+            means, conics, colors = model.level_gaussians(level)
+            # Shifting by a multiple of the tile size keeps every Gaussian's tile box: the chunk
+            # is exactly the corresponding part of a render of the whole level.
+            offset = torch.tensor([x0, y0], dtype=means.dtype)
+            image = rasterize_sum(means - offset, conics, colors, y1 - y0, x1 - x0)
+        array = image.clamp(0, 1).numpy().transpose(1, 2, 0)
+        array = self.value_range.denormalize(array if self.rgb else array[:, :, 0])
+        with self._lock:
+            self._chunks[key] = array
+            while len(self._chunks) > self._cache_chunks:
+                self._chunks.popitem(last=False)
+        return array
+
+    def level_shape(self, level: int) -> tuple[int, int]:
+        from ..core.image import level_shape
+
+        return level_shape(self.slice_shape[0], self.slice_shape[1], level)
+
+    def render_slice(self, index: int, level: int = 0) -> np.ndarray:
+        height, width = self.level_shape(level)
+        return self.render_region(index, level, 0, height, 0, width)
+
+    def levels(self, n_levels: int | None = None) -> list:
+        """Dask arrays, largest first, each shaped like the data (stack axes, Y, X[, S])."""
+        import dask.array as da
+
+        n_levels = n_levels or level_count(*self.slice_shape[:2])
+        dtype = np.dtype(self.layout["dtype"])
+        arrays = []
+        for level in range(n_levels):
+            height, width = self.level_shape(level)
+            shape = (*self.lead_shape, height, width, *self.slice_shape[2:])
+            chunks = ((1,) * len(self.lead_shape) + (CHUNK, CHUNK)
+                      + tuple(self.slice_shape[2:]))
+            source = _LevelSource(self, level, shape, dtype)
+            arrays.append(da.from_array(source, chunks=chunks, asarray=False, fancy=False,
+                                        lock=False, name=f"sgi-{self.path.name}-{id(self)}-{level}",
+                                        meta=np.empty((0,) * len(shape), dtype)))
+        return arrays
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+@dataclass
+class _LevelSource:
+    """Array-like that dask slices chunk by chunk; each chunk is rendered from Gaussians."""
+
+    file: SGIFile
+    level: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ndim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        n_lead = len(self.file.lead_shape)
+        key = tuple(key) + (slice(None),) * (self.ndim - len(key))
+        lead = [range(*k.indices(n)) for k, n in zip(key[:n_lead], self.shape[:n_lead], strict=True)]
+        ys = range(*key[n_lead].indices(self.shape[n_lead]))
+        xs = range(*key[n_lead + 1].indices(self.shape[n_lead + 1]))
+        if ys.step != 1 or xs.step != 1:
+            raise IndexError("strided reads are not supported")
+        out = np.empty((*[len(r) for r in lead], len(ys), len(xs), *self.shape[n_lead + 2:]),
+                       self.dtype)
+        for position in np.ndindex(*[len(r) for r in lead]):
+            index_tuple = tuple(r[p] for r, p in zip(lead, position, strict=True))
+            index = int(np.ravel_multi_index(index_tuple, self.file.lead_shape)) if n_lead else 0
+            out[position] = self.file.render_region(index, self.level, ys.start, ys.stop,
+                                                    xs.start, xs.stop)
+        return out[(Ellipsis, *key[n_lead + 2:])] if self.ndim > n_lead + 2 else out
+
+
+@dataclass
+class SGIImage:
+    """What napari (or a script) needs to show a `.sgi` file."""
+
+    levels: list
+    axes: str
+    scale: tuple | None
+    units: tuple | None
+    rgb: bool
+    contrast_limits: tuple[float, float]
+    name: str
+    metadata: dict
+    slice_psnr: list[float]
+    file: SGIFile
+
+    @property
+    def data(self):
+        """The full-resolution level (lazy)."""
+        return self.levels[0]
+
+
+def open_sgi(path: str | Path, *, n_levels: int | None = None) -> SGIImage:
+    """Open a `.sgi` file lazily: nothing is rendered until a chunk is read.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from napari_sgi.io.pipeline import compress
+    >>> out = os.path.join(tempfile.mkdtemp(), "b.sgi")
+    >>> _ = compress(np.zeros((3, 20, 20), np.uint16), out, preset="fast", iterations=2)
+    >>> image = open_sgi(out)
+    >>> image.axes, image.levels[0].shape
+    ('ZYX', (3, 20, 20))
+    """
+    file = SGIFile(path)
+    layout = file.layout
+    scale = layout.get("scale")
+    has_scale = scale is not None and any(s is not None for s in scale)
+    return SGIImage(
+        levels=file.levels(n_levels), axes=file.axes,
+        scale=tuple(1.0 if s is None else s for s in scale) if has_scale else None,
+        units=tuple(layout.get("units") or ()) or None, rgb=file.rgb,
+        contrast_limits=tuple(file.header.get("contrast_limits") or
+                              (file.value_range.low, file.value_range.high)),
+        name=Path(path).stem, metadata=file.header,
+        slice_psnr=[s.get("psnr") for s in file.slices], file=file,
+    )
