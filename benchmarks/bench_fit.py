@@ -1,0 +1,99 @@
+"""Fit the real sample images with each preset: PSNR, SSIM, time and peak memory.
+
+Run:  python benchmarks/bench_fit.py [--presets fast default paper] [--images ihc nuclei zslice]
+Each fit runs in its own process so that its peak resident memory is its own. Results are
+printed (one JSON object per line with --json) and recorded in docs/benchmarks.md ("fit").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import git_revision, machine_description, record_section  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+IMAGES = {
+    "ihc": ("ihc_skimage_colon.png", "RGB IHC 512x512 uint8", None),
+    "nuclei": ("fluo_nuclei2d_stardist_dsb2018.tif", "nuclei 512x512 uint16", None),
+    "zslice": ("fluo_nuclei3d_zstack_napari_bio.tif", "z-stack slice 30, 256x256 uint16", 30),
+}
+
+
+def load(name: str):
+    import numpy as np
+
+    file, _, index = IMAGES[name]
+    path = DATA / file
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image)
+    import tifffile
+
+    array = tifffile.imread(path)
+    return array[index] if index is not None else array
+
+
+def run_one(image_name: str, preset: str) -> dict:
+    from napari_sgi.api import fit_image
+
+    image = load(image_name)
+    result = fit_image(image, preset=preset, device="cpu")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"image": image_name, "preset": preset, "shape": list(image.shape),
+            "dtype": str(image.dtype), "psnr": round(result.psnr, 3),
+            "ssim": round(result.ssim, 4), "seconds": round(result.seconds, 1),
+            "peak_rss_mib": round(peak_mib), "gaussians": result.gaussians,
+            "iterations": result.iterations}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--presets", nargs="+", default=["fast", "default", "paper"])
+    parser.add_argument("--images", nargs="+", default=list(IMAGES))
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(*args.one)))
+        return
+    rows = []
+    for image in args.images:
+        for preset in args.presets:
+            out = subprocess.run([sys.executable, __file__, "--one", image, preset],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(json.dumps(row) if args.json else
+                  f"{image:7s} {preset:8s} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
+                  f"{row['seconds']:7.1f} s  {row['peak_rss_mib']:5d} MiB  "
+                  f"{row['gaussians']} Gaussians", flush=True)
+    if args.no_record:
+        return
+    lines = [
+        "## Fitting the sample images (issue: engine)", "",
+        f"Machine: {machine_description()}; revision {git_revision()}.",
+        f"Command: `python benchmarks/bench_fit.py --presets {' '.join(args.presets)} "
+        f"--images {' '.join(args.images)}`", "",
+        "PSNR/SSIM of the decoded image (quantised model, original dtype) against the original, "
+        "relative to the data range; time of the whole fit; peak RSS of the fitting process.", "",
+        "| image | preset | steps | Gaussians | PSNR (dB) | SSIM | time (s) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {IMAGES[r['image']][1]} | {r['preset']} | {r['iterations']} | "
+                     f"{r['gaussians']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | "
+                     f"{r['peak_rss_mib']} |")
+    record_section("fit", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
