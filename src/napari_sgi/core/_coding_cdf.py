@@ -1,0 +1,153 @@
+"""Integer CDF tables of the discretised-Gaussian coder, bit-reproducible on any machine.
+
+Everything here runs in float64 numpy with IEEE-754 basic operations only (``+ - * /``, ``floor``,
+``frexp``, ``ldexp``, comparisons): our own ``exp`` and ``erfc`` instead of libm/SIMD ones, whose
+last bits differ between builds and CPUs. Every intermediate stays a normal float (no subnormal,
+so flush-to-zero modes cannot change a result). The exact recipe is in ``docs/format.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PRECISION = 16  # torchac's CDF precision: counts out of 2**16
+TOTAL = 1 << PRECISION
+SIGMA_MIN = 2.0**-6  # sigma/Q floor: below it the centre symbol already holds all the mass
+SIGMA_MAX = 2.0**30  # sigma/Q cap: keeps every float of the table construction in normal range
+MEAN_MAX = 2.0**40  # |mu/Q| bound, so that centres and residuals fit int64 exactly
+T_CLIP = 10.0  # Phi is evaluated at clip(t, -10, 10): Phi(-10) * 2**16 < 1e-18, no count changes
+
+# Portable Phi: IEEE basic operations only, in a fixed order (docs/format.md spells it out).
+_LN2_HI = 6.93147180369123816490e-01  # fdlibm split of ln 2: k * _LN2_HI is exact for |k| < 2**20
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_EXP_COEFFS = tuple(1.0 / math.factorial(n) for n in range(14))  # Taylor, |r| <= ln2/2: 2e-16
+# Numerical Recipes erfc: erfc(z) = u exp(-z^2 + P(u)), u = 1/(1 + z/2), relative error < 1.2e-7.
+_ERFC_COEFFS = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
+_INV_SQRT2 = 0.70710678118654752440
+
+
+def exp_portable(y: np.ndarray) -> np.ndarray:
+    """exp(y) for y in [-700, 1]: Cody-Waite reduction, degree-13 Taylor, exact ldexp."""
+    y = np.clip(y, -700.0, 1.0)  # the clip keeps every result a normal float (FTZ-proof)
+    k = np.floor(y * _INV_LN2 + 0.5)
+    r = (y - k * _LN2_HI) - k * _LN2_LO
+    p = np.full_like(r, _EXP_COEFFS[-1])
+    for c in _EXP_COEFFS[-2::-1]:
+        p = p * r + c
+    return np.ldexp(p, k.astype(np.int32))
+
+
+def phi(t: np.ndarray) -> np.ndarray:
+    """Standard normal CDF, absolute error < 1.2e-7, bit-reproducible across platforms."""
+    z = np.abs(t) * _INV_SQRT2
+    u = 1.0 / (1.0 + 0.5 * z)
+    poly = np.full_like(u, _ERFC_COEFFS[-1])
+    for c in _ERFC_COEFFS[-2::-1]:
+        poly = poly * u + c
+    half_erfc = 0.5 * (u * exp_portable(poly - z * z))
+    return np.where(t < 0, half_erfc, 1.0 - half_erfc)
+
+
+def snap(
+    mean: np.ndarray, scale: np.ndarray, step: np.ndarray, mean_bits: int, scale_bits: int
+) -> tuple[np.ndarray, ...]:
+    """Snap parameters. Returns centre c, offset f = mu' - c, sigma', row key and sigma key.
+
+    sigma' = sigma/Q rounded to ``scale_bits`` significant bits. mu' = mu/Q rounded to multiples
+    of h = 2**-mean_bits * max(1, 2**floor(log2 sigma')): once sigma' >= 1 the grid grows with
+    sigma (same relative error), which keeps the number of distinct table rows per sigma' small.
+    """
+    s = np.clip(scale / step, SIGMA_MIN, SIGMA_MAX)
+    mant, expo = np.frexp(s)  # s = mant * 2**expo, mant in [0.5, 1): exact
+    mi = np.floor(np.ldexp(mant, scale_bits) + 0.5).astype(np.int64)
+    carry = mi == (1 << scale_bits)  # rounded up to the next power of two: normalise the pair
+    mi = np.where(carry, 1 << (scale_bits - 1), mi)
+    expo = expo.astype(np.int64) + carry
+    sigma = np.ldexp(mi.astype(np.float64), (expo - scale_bits).astype(np.int32))
+
+    m = mean / step
+    if np.any(np.abs(m) > MEAN_MAX):
+        raise ValueError(f"|mean/step| must be <= 2**40, got {np.abs(m).max():.3g}")
+    shift = np.clip(expo - 1, 0, mean_bits)  # floor(log2 sigma') clipped to [0, mean_bits]
+    bits = mean_bits - shift  # grid 2**-bits
+    k = np.floor(np.ldexp(m, bits.astype(np.int32)) + 0.5).astype(np.int64)
+    half = np.where(bits > 0, np.int64(1) << np.maximum(bits - 1, 0), 0)
+    centre = (k + half) >> bits  # floor(mu' + 1/2)
+    frac = (k - (centre << bits)) << shift  # mu' - c in units of 2**-mean_bits
+    offset = np.ldexp(frac.astype(np.float64), -mean_bits)  # in [-1/2, 1/2)
+    # sigma key, ordered like sigma' (exponent in [-5, 31] by the clip, mantissa normalised), and
+    # the table-row key (sigma key, offset): equal row keys give equal CDF rows.
+    skey = ((expo + 64) << (scale_bits + 1)) | mi
+    key = (skey << (mean_bits + 1)) | (frac + (1 << mean_bits))
+    return centre, offset, sigma, key, skey
+
+
+def prepare_block(mean, scale, step, mean_bits: int, scale_bits: int):
+    """Snap a sort block and order it by sigma' (stable): chunks then hold similar sigmas, so
+    their windows, tables and distinct rows stay small. The decoder rebuilds the same order."""
+    centre, offset, sigma, key, skey = snap(mean, scale, step, mean_bits, scale_bits)
+    perm = np.argsort(skey, kind="stable")
+    return perm, centre[perm], offset[perm], sigma[perm], key[perm], skey[perm] >> (scale_bits + 1)
+
+
+def cdf_rows(offset: np.ndarray, sigma: np.ndarray, w: int) -> np.ndarray:
+    """Integer CDF rows [U, 2W+4] (int16 bit patterns of uint16) for offsets f and sigmas.
+
+    Alphabet: 0 = escape below, 1 + W + r for |r| <= W, 2W + 2 = escape above. Row entry i is
+    C_i = A_i + i with A_i = floor(F_i * (2**16 - (Lp - 1)) + 1/2), made non-decreasing along the
+    row (running maximum), F_i = Phi(clip(t, -10, 10)) at the lower edge of symbol i,
+    t = (i - W - 3/2 - f) / sigma, and A_0 = 0, A_{Lp-1} = 2**16 - (Lp - 1): every symbol gets at
+    least one count. The clip lets us evaluate Phi only where |t| < 10 (the band) and fill the
+    rest with the clip values: the same numbers, far less work when sigma << W.
+    """
+    lp = 2 * w + 4
+    n_edges = 2 * w + 2  # edge k (row entry k + 1) lies at r = k - W - 1/2, k = 0 .. 2W+1
+    scale = float(TOTAL - (lp - 1))
+    c_lo, c_hi = np.floor(phi(np.array([-T_CLIP, T_CLIP])) * scale + 0.5).astype(np.int64)
+    out = np.empty((len(offset), lp), dtype=np.int16)
+    ramp = np.arange(lp, dtype=np.int64)
+    expo = np.frexp(sigma)[1]
+    block = max(1, (1 << 21) // lp)  # rows per pass: bounds the float64/int64 temporaries
+    for e in np.unique(expo):
+        # sigma < 2**e: edges with |r - f| > T * 2**e + 1 have |t| > T, i.e. the clip values.
+        half = int(math.ceil(T_CLIP * 2.0**e)) + 2
+        k0, k1 = max(0, w - half), min(n_edges, w + half + 2)
+        edges = np.arange(k0, k1, dtype=np.float64) - (w + 0.5)
+        group = np.flatnonzero(expo == e)
+        for b in range(0, len(group), block):
+            rows = group[b : b + block]
+            t = (edges[None, :] - offset[rows, None]) / sigma[rows, None]
+            band = np.floor(phi(np.clip(t, -T_CLIP, T_CLIP)) * scale + 0.5).astype(np.int64)
+            band[:, 0] = np.maximum(band[:, 0], c_lo)
+            np.maximum.accumulate(band, axis=1, out=band)  # guard against a non-monotone ulp
+            acc = np.empty((len(rows), lp), dtype=np.int64)
+            acc[:, 0] = 0
+            acc[:, 1 : 1 + k0] = c_lo
+            acc[:, 1 + k0 : 1 + k1] = band
+            acc[:, 1 + k1 : -1] = np.maximum(c_hi, band[:, -1:]) if k1 > k0 else c_hi
+            acc[:, -1] = int(scale)
+            acc += ramp
+            # C_{Lp-1} = 2**16 wraps to 0: torchac never reads it (the top symbol ends at 2**16).
+            out[rows] = (acc & 0xFFFF).astype(np.uint16).view(np.int16)
+    return out
+
+
+def chunk_table(offset: np.ndarray, sigma: np.ndarray, key: np.ndarray, w: int) -> np.ndarray:
+    """[n, 2W+4] table: rows computed once per distinct (offset, sigma), then gathered."""
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    rows = cdf_rows(offset[first], sigma[first], w)
+    return rows[inverse.reshape(-1)]
