@@ -23,8 +23,12 @@ def rasterize_sum_torch(
     height: int,
     width: int,
 ) -> torch.Tensor:  # [C, H, W]
-    """Sum of ``colour * min(0.999, exp(-sigma))`` over the pairs that pass the contribution rule."""
+    """Sum of ``colour * min(0.999, exp(-sigma))`` over the pairs passing the contribution rule."""
     n_channels = colors.shape[1]
+    if len(means) == 0:
+        # Still a function of the (empty) inputs, so that backward() works and gives empty grads.
+        connect = 0 * (means.sum() + conics.sum() + colors.sum())
+        return colors.new_zeros(n_channels, height, width) + connect
     image = colors.new_zeros(height * width, n_channels)
     box_w = (bounds[:, 2] - bounds[:, 0]).clamp_min(0).long()
     box_h = (bounds[:, 3] - bounds[:, 1]).clamp_min(0).long()

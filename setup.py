@@ -1,0 +1,35 @@
+"""Build of the compiled CPU rasterizer; the rest of the package metadata lives in pyproject.toml.
+
+The kernel is a plain C ABI shared library (loaded with ctypes by ``napari_sgi.core._raster_cpu``)
+that holds every instruction-set variant; the variant is chosen at run time, so no flag here may tie
+the build to the machine that compiles it.
+"""
+
+from __future__ import annotations
+
+from setuptools import Extension, setup
+
+KERNELS = "src/napari_sgi/core/_kernels"
+
+COMPILE_ARGS = [
+    "-std=c++17",
+    "-O3",
+    "-fopenmp",
+    "-fvisibility=hidden",
+    # Without these gcc does not vectorise the masked loops (selects could trap, or set errno).
+    "-fno-trapping-math",
+    "-fno-math-errno",
+    # sigma must round as in the PyTorch reference, so that both backends take the same pairs.
+    "-ffp-contract=off",
+]
+
+raster_kernel = Extension(
+    "napari_sgi.core._raster_kernel",
+    sources=[f"{KERNELS}/raster_kernel.cpp"],
+    depends=[f"{KERNELS}/raster_body.inc"],
+    language="c++",
+    extra_compile_args=COMPILE_ARGS,
+    extra_link_args=["-fopenmp"],
+)
+
+setup(ext_modules=[raster_kernel])
