@@ -28,6 +28,7 @@ from ..core.image import ValueRange
 from ..core.presets import FitConfig, get_preset
 from .container import SGIWriter
 from .inputs import ImageSource, open_input
+from .regions import REGION_MARGIN, REGION_SIZE, plan_regions
 
 FILE_KIND = "napari-sgi image"
 MODEL_SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
@@ -91,46 +92,71 @@ def compress_slice(
     *,
     device: str = "cpu",
     backend: str = "auto",
-    progress: Callable | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    region_size: int = REGION_SIZE,
+    region_margin: int = REGION_MARGIN,
 ) -> dict:
-    """Fit one 2D slice, quantise it to its file sections and measure the decoded result.
+    """Fit one 2D slice region by region, quantise each model to its file sections, and measure
+    the decoded result (in the original dtype) against the slice.
 
-    Returns a dict with ``sections`` (name -> bytes), ``model`` (ModelConfig dict), ``psnr``,
-    ``ssim``, ``mse`` and ``gaussians``. The quality is that of the decoded image in its dtype.
+    Parameters
+    ----------
+    progress
+        Called as ``progress(step, total, psnr)`` with the steps of this slice over its regions.
+
+    Returns
+    -------
+    dict with ``regions`` (each: ``region``, ``sections``, ``model``), ``psnr``, ``ssim``, ``mse``
+    and ``gaussians``.
     """
     import torch
 
     from ..core.fit import fit
     from ..core.image import from_tensor, to_tensor, validate_image
-    from ..core.metrics import psnr, ssim
+    from ..core.metrics import ssim
     from .codec import encode_model
 
     image = validate_image(image)
-    target = to_tensor(image, value_range).to(device)
-    outcome = fit(target, config, progress=progress, cancel=cancel, backend=backend)
-    model = outcome.model
-    sections = encode_model(model)
-    with torch.no_grad():
-        render = model.render(0, backend=backend).clamp(0, 1)
-    decoded = from_tensor(render, value_range, image.ndim)
-    measured = to_tensor(decoded, value_range)
-    target = target.cpu()
-    return {
-        "sections": sections, "model": model.config.to_dict(),
-        "psnr": psnr(measured, target), "ssim": ssim(measured, target),
-        "mse": float(torch.mean((measured.double() - target.double()) ** 2)),
-        "gaussians": model.config.gaussians,
-    }
+    regions = plan_regions(image.shape[0], image.shape[1], region_size, region_margin)
+    total = config.iterations * len(regions)
+    squared_error, ssim_sum, pixels, gaussians, out = 0.0, 0.0, 0, 0, []
+    for number, region in enumerate(regions):
+        by0, by1, bx0, bx1 = region.box
+        target = to_tensor(image[by0:by1, bx0:bx1], value_range).to(device)
+
+        def report(event, base=number * config.iterations):
+            if progress is not None:
+                progress(base + event.step, total, event.psnr)
+
+        model = fit(target, config, progress=report, cancel=cancel, backend=backend).model
+        sections = encode_model(model)
+        with torch.no_grad():
+            render = model.render(0, backend=backend).clamp(0, 1)
+        measured = to_tensor(from_tensor(render, value_range, image.ndim), value_range)
+        top, bottom, left, right = region.core_in_box(0)
+        core_measured = measured[:, top:bottom, left:right].double()
+        core_target = target.cpu()[:, top:bottom, left:right].double()
+        n_core = (bottom - top) * (right - left)
+        squared_error += float(((core_measured - core_target) ** 2).mean()) * n_core
+        ssim_sum += ssim(core_measured, core_target) * n_core
+        pixels += n_core
+        gaussians += model.config.gaussians
+        out.append({"region": region.to_dict(), "sections": sections,
+                    "model": model.config.to_dict()})
+    mse = squared_error / pixels
+    return {"regions": out, "mse": mse, "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
+            "ssim": ssim_sum / pixels, "gaussians": gaussians}
 
 
-def _slice_task(source: ImageSource, key, config, value_range, device, backend) -> dict:
+def _slice_task(source: ImageSource, key, config, value_range, device, backend,
+                regions) -> dict:
     # Runs on a dask worker: reads its own slice so that no pixels travel through the scheduler.
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("NAPARI_SGI_THREADS", "1"))))
     return compress_slice(source.read_slice(key), config, value_range, device=device,
-                          backend=backend)
+                          backend=backend, region_size=regions[0], region_margin=regions[1])
 
 
 class _Parts:
@@ -172,8 +198,10 @@ class _Parts:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _fingerprint(source: ImageSource, config: FitConfig, value_range: ValueRange) -> str:
+def _fingerprint(source: ImageSource, config: FitConfig, value_range: ValueRange,
+                 regions: tuple[int, int]) -> str:
     description = json.dumps({"layout": source.to_header(), "fit": config.to_dict(),
+                              "regions": list(regions),
                               "range": [value_range.low, value_range.high],
                               "encoder": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(description.encode()).hexdigest()
@@ -195,6 +223,8 @@ def compress(
     cancel=None,
     client=None,
     resume: bool = True,
+    region_size: int = REGION_SIZE,
+    region_margin: int = REGION_MARGIN,
     **overrides,
 ) -> CompressResult:
     """Compress an image, a stack or an image file into one `.sgi` file.
@@ -228,6 +258,9 @@ def compress(
         A ``dask.distributed.Client``: slices are fitted on its workers.
     resume
         Reuse the finished slices of an interrupted run of the same job.
+    region_size, region_margin
+        Slices larger than ``region_size`` pixels are fitted region by region, each over a box
+        ``region_margin`` pixels larger on every side (:mod:`napari_sgi.io.regions`).
 
     Examples
     --------
@@ -252,17 +285,19 @@ def compress(
     source = _with_metadata(source, scale, units, channel_names)
     value_range = stack_value_range(source)
     is_cancelled = cancel.is_set if hasattr(cancel, "is_set") else cancel
-    parts = _Parts(path, _fingerprint(source, config, value_range))
+    regions = (region_size, region_margin)
+    plan_regions(64, 64, *regions)  # validate before any work
+    parts = _Parts(path, _fingerprint(source, config, value_range, regions))
     done = parts.open() if resume else (parts.remove() or parts.open())
     keys = source.slice_keys()
     todo = [i for i in range(len(keys)) if i not in done]
     try:
         if client is not None:
             _run_distributed(client, source, keys, todo, config, value_range, device, backend,
-                             parts, progress, is_cancelled)
+                             parts, progress, is_cancelled, regions)
         else:
             _run_local(source, keys, todo, config, value_range, device, backend, parts,
-                       progress, is_cancelled)
+                       progress, is_cancelled, regions)
     except FitCancelled:
         parts.remove()  # asked to stop: leave nothing behind (an interruption keeps the parts)
         raise
@@ -292,26 +327,29 @@ def _with_metadata(source: ImageSource, scale, units, channel_names) -> ImageSou
 
 
 def _run_local(source, keys, todo, config, value_range, device, backend, parts, progress,
-               is_cancelled) -> None:
-    n, steps = len(keys), config.iterations
+               is_cancelled, regions) -> None:
+    n = len(keys)
+    steps = config.iterations * len(plan_regions(*source.slice_shape[:2], *regions))
     for order, index in enumerate(todo):
         base = (n - len(todo) + order) * steps
 
-        def report(event, index=index, base=base):
+        def report(step, _total, psnr, index=index, base=base):
             if progress is not None:
-                progress(CompressProgress(base + event.step, n * steps, index, n, event.psnr))
+                progress(CompressProgress(base + step, n * steps, index, n, psnr))
 
         result = compress_slice(source.read_slice(keys[index]), config, value_range,
                                 device=device, backend=backend, progress=report,
-                                cancel=is_cancelled)
+                                cancel=is_cancelled, region_size=regions[0],
+                                region_margin=regions[1])
         parts.save(index, result)
 
 
 def _run_distributed(client, source, keys, todo, config, value_range, device, backend, parts,
-                     progress, is_cancelled) -> None:
+                     progress, is_cancelled, regions) -> None:
     from distributed import as_completed
 
-    n, steps = len(keys), config.iterations
+    n = len(keys)
+    steps = config.iterations * len(plan_regions(*source.slice_shape[:2], *regions))
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     window = 2 * workers  # bounded in flight: memory does not grow with the number of slices
     pending = list(todo)
@@ -321,7 +359,8 @@ def _run_distributed(client, source, keys, todo, config, value_range, device, ba
         while pending and len(futures) < window:
             index = pending.pop(0)
             future = client.submit(_slice_task, source, keys[index], config, value_range,
-                                   device, backend, key=f"napari-sgi-slice-{index}-{id(parts)}")
+                                   device, backend, regions,
+                                   key=f"napari-sgi-slice-{index}-{id(parts)}")
             futures[future] = index
 
     submit()
@@ -362,9 +401,13 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
     with SGIWriter(path, header) as writer:
         for index, key in enumerate(keys):
             result = parts.load(index)  # one slice in memory at a time
-            for name in MODEL_SECTIONS:
-                writer.add_section(f"slice/{index}/{name}", result["sections"][name])
-            slices.append({"key": list(key), "model": result["model"],
+            entries = []
+            for number, region in enumerate(result["regions"]):
+                for name in MODEL_SECTIONS:
+                    writer.add_section(f"slice/{index}/r{number}/{name}",
+                                       region["sections"][name])
+                entries.append({**region["region"], "model": region["model"]})
+            slices.append({"key": list(key), "regions": entries,
                            "psnr": _finite_or_none(result["psnr"]), "ssim": result["ssim"]})
             mses.append(result["mse"])
             ssims.append(result["ssim"])

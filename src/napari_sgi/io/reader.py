@@ -17,8 +17,9 @@ from ..core.image import ValueRange
 from .container import SGIReader
 from .errors import SGIFormatError
 from .pipeline import FILE_KIND, MODEL_SECTIONS
+from .regions import Region
 
-CHUNK = 512  # a multiple of the 16-pixel tile: a chunk renders exactly as the whole level does
+CHUNK = 512
 MIN_LEVEL_SIDE = 256
 _LIMITS = {"height": 1 << 24, "width": 1 << 24, "channels": 64, "feature_dim": 1024,
            "gaussians_per_seed": 256, "seed_count": 1 << 28, "levels": 8, "grid_levels": 12,
@@ -87,6 +88,7 @@ class SGIFile:
         self.header = header
         self._lock = threading.RLock()
         self._models: OrderedDict = OrderedDict()
+        self._renders: OrderedDict = OrderedDict()
         self._chunks: OrderedDict = OrderedDict()
         self._cache_models, self._cache_chunks = cache_models, cache_chunks
 
@@ -98,48 +100,80 @@ class SGIFile:
     def n_slices(self) -> int:
         return len(self.slices)
 
-    def model(self, index: int):
-        """The decoded model of slice ``index`` (cached)."""
+    def regions(self, index: int) -> list[Region]:
+        try:
+            return [Region.from_dict(r) for r in self.slices[index]["regions"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise SGIFormatError(f"slice {index} has an invalid region list: {error!r}") from None
+
+    def model(self, index: int, region: int = 0):
+        """The decoded model of region ``region`` of slice ``index`` (cached)."""
         from .codec import decode_model
 
+        key = (index, region)
         with self._lock:
-            if index in self._models:
-                self._models.move_to_end(index)
-                return self._models[index]
-        config = model_config_from_header(self.slices[index]["model"])
-        sections = {name: self._reader.read_section(f"slice/{index}/{name}")
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        config = model_config_from_header(self.slices[index]["regions"][region]["model"])
+        sections = {name: self._reader.read_section(f"slice/{index}/r{region}/{name}")
                     for name in MODEL_SECTIONS}
         try:
             model = decode_model(config, sections)
         except ValueError as error:
             raise SGIFormatError(f"slice {index} does not decode: {error}") from None
         with self._lock:
-            self._models[index] = model
+            self._models[key] = model
             while len(self._models) > self._cache_models:
                 self._models.popitem(last=False)
         return model
 
+    def _region_render(self, index: int, region: int, level: int) -> np.ndarray:
+        """``[h, w, C]`` float render of one region's whole box at ``level`` (cached)."""
+        import torch
+
+        key = (index, region, level)
+        with self._lock:
+            if key in self._renders:
+                self._renders.move_to_end(key)
+                return self._renders[key]
+        model = self.model(index, region)
+        with torch.no_grad():
+            render = model.render(level).clamp(0, 1).numpy().transpose(1, 2, 0)
+        with self._lock:
+            self._renders[key] = render
+            while len(self._renders) > self._cache_models:
+                self._renders.popitem(last=False)
+        return render
+
     def render_region(self, index: int, level: int, y0: int, y1: int, x0: int,
                       x1: int) -> np.ndarray:
-        """Pixels ``[y0:y1, x0:x1]`` of slice ``index`` at ``level``, in the file's dtype."""
+        """Pixels ``[y0:y1, x0:x1]`` of slice ``index`` at ``level``, in the file's dtype.
+
+        Each pixel comes from the model whose core holds it, rendered over its own box exactly as
+        the encoder rendered it when it measured the quality.
+        """
         key = (index, level, y0, y1, x0, x1)
         with self._lock:
             if key in self._chunks:
                 self._chunks.move_to_end(key)
                 return self._chunks[key]
-        import torch
-
-        from ..core.rasterize import rasterize_sum
-
-        model = self.model(index)
-        with torch.no_grad():
-            means, conics, colors = model.level_gaussians(level)
-            # Shifting by a multiple of the tile size keeps every Gaussian's tile box: the chunk
-            # is exactly the corresponding part of a render of the whole level.
-            offset = torch.tensor([x0, y0], dtype=means.dtype)
-            image = rasterize_sum(means - offset, conics, colors, y1 - y0, x1 - x0)
-        array = image.clamp(0, 1).numpy().transpose(1, 2, 0)
-        array = self.value_range.denormalize(array if self.rgb else array[:, :, 0])
+        height, width = self.level_shape(level)
+        factor = 2**level
+        channels = self.slice_shape[2] if self.rgb else 1
+        out = np.zeros((y1 - y0, x1 - x0, channels), np.float32)
+        for number, region in enumerate(self.regions(index)):
+            cy0, cx0 = region.core[0] // factor, region.core[2] // factor
+            cy1 = height if region.core[1] >= self.slice_shape[0] else region.core[1] // factor
+            cx1 = width if region.core[3] >= self.slice_shape[1] else region.core[3] // factor
+            iy0, iy1, ix0, ix1 = max(y0, cy0), min(y1, cy1), max(x0, cx0), min(x1, cx1)
+            if iy0 >= iy1 or ix0 >= ix1:
+                continue
+            top, _, left, _ = region.core_in_box(level)
+            render = self._region_render(index, number, level)
+            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = render[
+                top + iy0 - cy0:top + iy1 - cy0, left + ix0 - cx0:left + ix1 - cx0]
+        array = self.value_range.denormalize(out if self.rgb else out[:, :, 0])
         with self._lock:
             self._chunks[key] = array
             while len(self._chunks) > self._cache_chunks:
