@@ -191,3 +191,24 @@ def test_region_wise_slice_decodes_exactly_without_seams(tmp_path, nuclei_crop):
     assert 10 * np.log10(1 / band_mse) > result.psnr - 3
     # Coarser levels compose the region renders too.
     assert image.file.levels(n_levels=2)[1].compute().shape == (32, 32)
+
+
+def test_warm_start_uses_the_previous_slice_and_resumes_identically(tmp_path, stack):
+    options = {**TINY, "iterations": 30}
+    reference = tmp_path / "warm.sgi"
+    reports = []
+    compress(stack, reference, warm_start=True, progress=reports.append, **options)
+    # The first slice runs the full schedule, the others 40% of it at full resolution.
+    assert reports[-1].total == 30 + 2 * 12 and reports[-1].done == reports[-1].total
+    out = tmp_path / "warm-resumed.sgi"
+
+    def interrupt(event):
+        if event.slice_index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compress(stack, out, warm_start=True, progress=interrupt, **options)
+    compress(stack, out, warm_start=True, **options)
+    assert out.read_bytes() == reference.read_bytes()
+    with pytest.raises(ValueError, match="warm"):
+        compress(stack, tmp_path / "x.sgi", warm_start=True, client=object(), **options)

@@ -96,6 +96,7 @@ def compress_slice(
     cancel: Callable[[], bool] | None = None,
     region_size: int = REGION_SIZE,
     region_margin: int = REGION_MARGIN,
+    start_models: list | None = None,
 ) -> dict:
     """Fit one 2D slice region by region, quantise each model to its file sections, and measure
     the decoded result (in the original dtype) against the slice.
@@ -104,6 +105,8 @@ def compress_slice(
     ----------
     progress
         Called as ``progress(step, total, psnr)`` with the steps of this slice over its regions.
+    start_models
+        One model per region to start from (warm start), e.g. the previous slice's.
 
     Returns
     -------
@@ -129,7 +132,9 @@ def compress_slice(
             if progress is not None:
                 progress(base + event.step, total, event.psnr)
 
-        model = fit(target, config, progress=report, cancel=cancel, backend=backend).model
+        start = start_models[number] if start_models else None
+        model = fit(target, config, model=start, progress=report, cancel=cancel,
+                    backend=backend).model
         sections = encode_model(model)
         with torch.no_grad():
             render = model.render(0, backend=backend).clamp(0, 1)
@@ -225,6 +230,8 @@ def compress(
     resume: bool = True,
     region_size: int = REGION_SIZE,
     region_margin: int = REGION_MARGIN,
+    warm_start: bool = False,
+    warm_fraction: float = 0.4,
     **overrides,
 ) -> CompressResult:
     """Compress an image, a stack or an image file into one `.sgi` file.
@@ -261,6 +268,10 @@ def compress(
     region_size, region_margin
         Slices larger than ``region_size`` pixels are fitted region by region, each over a box
         ``region_margin`` pixels larger on every side (:mod:`napari_sgi.io.regions`).
+    warm_start, warm_fraction
+        Start each slice from the decoded model of the previous one and fit it at full
+        resolution only, for ``warm_fraction`` of the steps (neighbouring slices are alike).
+        Runs locally (each slice waits for the one before).
 
     Examples
     --------
@@ -287,7 +298,12 @@ def compress(
     is_cancelled = cancel.is_set if hasattr(cancel, "is_set") else cancel
     regions = (region_size, region_margin)
     plan_regions(64, 64, *regions)  # validate before any work
-    parts = _Parts(path, _fingerprint(source, config, value_range, regions))
+    if warm_start and client is not None:
+        raise ValueError("warm start fits slices one after the other: run it without a client")
+    if not 0 < warm_fraction <= 1:
+        raise ValueError(f"warm_fraction must be in (0, 1], got {warm_fraction}")
+    warm = warm_fraction if warm_start else None
+    parts = _Parts(path, _fingerprint(source, config, value_range, (*regions, warm)))
     done = parts.open() if resume else (parts.remove() or parts.open())
     keys = source.slice_keys()
     todo = [i for i in range(len(keys)) if i not in done]
@@ -297,7 +313,7 @@ def compress(
                              parts, progress, is_cancelled, regions)
         else:
             _run_local(source, keys, todo, config, value_range, device, backend, parts,
-                       progress, is_cancelled, regions)
+                       progress, is_cancelled, regions, warm)
     except FitCancelled:
         parts.remove()  # asked to stop: leave nothing behind (an interruption keeps the parts)
         raise
@@ -327,21 +343,41 @@ def _with_metadata(source: ImageSource, scale, units, channel_names) -> ImageSou
 
 
 def _run_local(source, keys, todo, config, value_range, device, backend, parts, progress,
-               is_cancelled, regions) -> None:
+               is_cancelled, regions, warm) -> None:
     n = len(keys)
-    steps = config.iterations * len(plan_regions(*source.slice_shape[:2], *regions))
-    for order, index in enumerate(todo):
-        base = (n - len(todo) + order) * steps
+    n_regions = len(plan_regions(*source.slice_shape[:2], *regions))
+    warm_config = None
+    if warm is not None:
+        warm_config = config.with_overrides(iterations=max(1, round(warm * config.iterations)),
+                                            levels=1)
+    slice_steps = [config.iterations * n_regions] + [
+        (warm_config or config).iterations * n_regions] * (n - 1)
+    total = sum(slice_steps)
+    for index in todo:
+        base = sum(slice_steps[:index])
 
         def report(step, _total, psnr, index=index, base=base):
             if progress is not None:
-                progress(CompressProgress(base + step, n * steps, index, n, psnr))
+                progress(CompressProgress(base + step, total, index, n, psnr))
 
-        result = compress_slice(source.read_slice(keys[index]), config, value_range,
+        start_models, slice_config = None, config
+        if warm_config is not None and index > 0:
+            # From the previous slice as decoded from its part: the same start whether this run
+            # fitted that slice or an earlier, interrupted run did.
+            start_models, slice_config = _decoded_models(parts.load(index - 1)), warm_config
+        result = compress_slice(source.read_slice(keys[index]), slice_config, value_range,
                                 device=device, backend=backend, progress=report,
                                 cancel=is_cancelled, region_size=regions[0],
-                                region_margin=regions[1])
+                                region_margin=regions[1], start_models=start_models)
         parts.save(index, result)
+
+
+def _decoded_models(result: dict) -> list:
+    from ..core.model import ModelConfig
+    from .codec import decode_model
+
+    return [decode_model(ModelConfig.from_dict(region["model"]), region["sections"])
+            for region in result["regions"]]
 
 
 def _run_distributed(client, source, keys, todo, config, value_range, device, backend, parts,
