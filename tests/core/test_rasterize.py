@@ -142,6 +142,59 @@ def test_unknown_instruction_set_is_refused(monkeypatch):
         kernel_isa()
 
 
+def elongated_scene(
+    count: int, height: int, width: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # [P, 2], [P, 3], [P, 3]
+    """Rotated Gaussians of anisotropy 20:1 (long sigma 4-12 px) centred near tile corners."""
+    gen = torch.Generator().manual_seed(seed)
+    tiles = torch.tensor([width // 16 + 1, height // 16 + 1], dtype=torch.float64)
+    corners = 16.0 * (torch.rand(count, 2, generator=gen, dtype=torch.float64) * tiles).floor()
+    means = corners + 6.0 * torch.rand(count, 2, generator=gen, dtype=torch.float64) - 3.0
+    long_scale = 4.0 + 8.0 * torch.rand(count, generator=gen, dtype=torch.float64)
+    s1, s2 = long_scale**2, (long_scale / 20.0) ** 2
+    theta = math.pi * torch.rand(count, generator=gen, dtype=torch.float64)
+    cos, sin = theta.cos(), theta.sin()
+    cov_xx, cov_xy, cov_yy = (
+        cos**2 * s1 + sin**2 * s2,
+        cos * sin * (s1 - s2),
+        sin**2 * s1 + cos**2 * s2,
+    )
+    det = cov_xx * cov_yy - cov_xy**2
+    conics = torch.stack([cov_yy / det, -cov_xy / det, cov_xx / det], -1)
+    colors = 0.1 + torch.rand(count, 3, generator=gen, dtype=torch.float64)
+    return means.float(), conics.float(), colors.float()
+
+
+@needs_kernel
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_skipping_keeps_the_pairs_of_elongated_gaussians(isa, monkeypatch):
+    """Evaluating only near each ellipse takes the pairs that evaluating whole boxes takes."""
+    from napari_sgi.core._raster_cpu import ISA_ENV, NO_SKIP_ENV, available_isas, evaluated_pairs
+
+    if isa not in available_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    monkeypatch.setenv(ISA_ENV, isa)
+    height, width = 75, 90
+    scene = elongated_scene(150, height, width, seed=17)
+    bounds = gaussian_pixel_bounds(scene[0], scene[1], height, width)
+    box_pairs = int(((bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])).sum())
+    monkeypatch.setenv(NO_SKIP_ENV, "1")
+    whole_boxes = render_with_grads(cpu_backend, *scene, height, width)
+    evaluated_whole = evaluated_pairs(*scene, bounds, height, width)
+    assert evaluated_whole >= box_pairs  # whole 16-lane rows, past the image's right edge too
+    monkeypatch.delenv(NO_SKIP_ENV)
+    skipped = render_with_grads(cpu_backend, *scene, height, width)
+    assert evaluated_pairs(*scene, bounds, height, width) < 0.5 * evaluated_whole  # skipping is on
+    expected = render_with_grads(rasterize_sum_torch, *scene, height, width)
+    # Positive colours: a pair taken by one run and not the other would change the image.
+    assert torch.equal(skipped[0], whole_boxes[0])
+    for name, got, full, want in zip(
+        ["image", "means", "conics", "colors"], skipped, whole_boxes, expected, strict=True
+    ):
+        assert torch.equal(got, full), name  # skipped pixels would have added exact zeros
+        assert_close_scaled(got, want)
+
+
 @needs_kernel
 def test_pairs_on_the_cut_and_the_clamp_are_taken_alike():
     """sigma == SIGMA_CUT exactly (kept) at one pixel and sigma == 0 (alpha clamped) at another."""

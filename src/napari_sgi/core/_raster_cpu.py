@@ -7,6 +7,10 @@ unless the environment variable ``NAPARI_SGI_ISA`` (``avx512``, ``avx2`` or ``ba
 every call) asks for another. It takes exactly the (Gaussian, pixel) pairs of
 :mod:`._raster_torch`, its gradients are those of the same formula, and its result does not depend
 on the number of threads.
+
+It evaluates only the pixels within a pixel of each Gaussian's ellipse ``sigma <= ln 255``, not its
+whole box: the same pairs pass the sigma test, and the image and gradients are the same as with
+every pixel of the box evaluated, which ``NAPARI_SGI_NO_SKIP=1`` (read at every call) forces.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import torch
 from .raster_rules import ALPHA_MAX, SIGMA_CUT
 
 ISA_ENV = "NAPARI_SGI_ISA"
+NO_SKIP_ENV = "NAPARI_SGI_NO_SKIP"
 ISAS = ("baseline", "avx2", "avx512")  # index = the kernel's instruction-set code
 _ERRORS = {1: "instruction set not supported by this CPU", 2: "bad sizes", 3: "out of memory"}
 
 _F32 = ctypes.POINTER(ctypes.c_float)
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _I64 = ctypes.c_int64
-_COMMON_ARGS = [ctypes.c_int, ctypes.c_int, _F32, _F32, _F32, _I32, _I64, _I64, _I64, _I64]
+# isa, threads, skip; means, conics, colors; bounds; count, channels, height, width
+_COMMON_ARGS = [ctypes.c_int] * 3 + [_F32] * 3 + [_I32] + [_I64] * 4
 
 
 @functools.cache
@@ -45,6 +51,12 @@ def _library() -> ctypes.CDLL:
     lib.sgi_raster_forward.restype = ctypes.c_int
     lib.sgi_raster_backward.argtypes = [*_COMMON_ARGS, *floats, _F32, _F32, _F32, _F32]
     lib.sgi_raster_backward.restype = ctypes.c_int
+    lib.sgi_raster_evaluated_pairs.argtypes = [
+        *_COMMON_ARGS[1:],
+        ctypes.c_float,
+        ctypes.POINTER(ctypes.c_int64),
+    ]
+    lib.sgi_raster_evaluated_pairs.restype = ctypes.c_int
     return lib
 
 
@@ -69,6 +81,29 @@ def kernel_isa() -> str:
             f"{ISA_ENV}={requested!r}: this CPU and kernel support only {', '.join(supported)}"
         )
     return requested
+
+
+def skipping_enabled() -> bool:
+    """False when ``$NAPARI_SGI_NO_SKIP`` is set (to anything but ``0``): evaluate whole boxes."""
+    return os.environ.get(NO_SKIP_ENV, "").strip() in ("", "0")
+
+
+def evaluated_pairs(
+    means: torch.Tensor,  # [P, 2] float32
+    conics: torch.Tensor,  # [P, 3] float32
+    colors: torch.Tensor,  # [P, C] float32
+    bounds: torch.Tensor,  # [P, 4] int32
+    height: int,
+    width: int,
+) -> int:
+    """The (Gaussian, pixel) pairs the kernel evaluates, forward or backward (whole tile rows)."""
+    tensors = [t.detach().to(torch.float32).contiguous() for t in (means, conics, colors)]
+    bounds = bounds.to(device="cpu", dtype=torch.int32).contiguous()
+    pairs = ctypes.c_int64(0)
+    args = _kernel_args(ISAS[0], *tensors, bounds, int(height), int(width), skipping_enabled())
+    # The count takes neither an instruction set (args[0]) nor alpha_max (args[-1]).
+    _check(_library().sgi_raster_evaluated_pairs(*args[1:-1], ctypes.byref(pairs)))
+    return pairs.value
 
 
 def rasterize_sum_cpu(
@@ -104,14 +139,15 @@ class _RasterizeSumCpu(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, conics, colors, bounds, height, width):
         means, conics, colors = (t.detach().contiguous() for t in (means, conics, colors))
-        isa = kernel_isa()
+        isa, skip = kernel_isa(), skipping_enabled()
         image = torch.empty(colors.shape[1], height, width, dtype=torch.float32)
         status = _library().sgi_raster_forward(
-            *_kernel_args(isa, means, conics, colors, bounds, height, width), _ptr(image, _F32)
+            *_kernel_args(isa, means, conics, colors, bounds, height, width, skip),
+            _ptr(image, _F32),
         )
         _check(status)
         ctx.save_for_backward(means, conics, colors, bounds)
-        ctx.isa, ctx.size = isa, (height, width)
+        ctx.isa, ctx.skip, ctx.size = isa, skip, (height, width)
         return image
 
     @staticmethod
@@ -123,7 +159,7 @@ class _RasterizeSumCpu(torch.autograd.Function):
         grad_image = grad_image.to(torch.float32).contiguous()
         grads = [torch.empty_like(t) for t in (means, conics, colors)]
         status = _library().sgi_raster_backward(
-            *_kernel_args(ctx.isa, means, conics, colors, bounds, height, width),
+            *_kernel_args(ctx.isa, means, conics, colors, bounds, height, width, ctx.skip),
             _ptr(grad_image, _F32),
             *(_ptr(g, _F32) for g in grads),
         )
@@ -132,10 +168,11 @@ class _RasterizeSumCpu(torch.autograd.Function):
         return *(g if needed[i] else None for i, g in enumerate(grads)), None, None, None
 
 
-def _kernel_args(isa, means, conics, colors, bounds, height, width) -> list:
+def _kernel_args(isa, means, conics, colors, bounds, height, width, skip) -> list:
     return [
         ISAS.index(isa),
         torch.get_num_threads(),
+        int(skip),
         _ptr(means, _F32),
         _ptr(conics, _F32),
         _ptr(colors, _F32),
