@@ -1,0 +1,223 @@
+"""One compression run, shaped for napari's ``thread_worker``; no Qt in here.
+
+``compress`` reports progress through a callback on whatever thread runs it, but a
+``thread_worker`` generator can only hand values to the GUI by *yielding* them. So the job runs
+``compress`` on a thread of its own and its generator, :meth:`CompressJob.steps`, relays the
+callback's events from a queue, one yield per fitting step. The GUI thread never waits on either.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from napari_sgi.core.presets import get_preset
+from napari_sgi.core.seeds import seed_count_for_density
+
+_DONE = object()
+#: Least seconds between two progress yields. Each yield repaints the progress bars; where
+#: OpenGL is software-rendered (VMs, remote desktops, Xvfb) one repaint of the napari window costs
+#: ~20 ms of CPU, so 5 a second keeps the GUI's share small and the bar still moving smoothly.
+YIELD_INTERVAL = 0.2
+#: How much nicer (lower priority) the compress thread is than the GUI (Linux only).
+NICENESS = 5
+
+
+@dataclass(frozen=True)
+class WorkEstimate:
+    """What a compression will do, before it starts."""
+
+    slices: int
+    steps_per_slice: int
+    height: int
+    width: int
+    seeds: int
+    gaussians_per_seed: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.slices * self.steps_per_slice
+
+    @property
+    def gaussians(self) -> int:
+        """Gaussians per slice (seeds x K)."""
+        return self.seeds * self.gaussians_per_seed
+
+    def describe(self) -> str:
+        return (f"{self.slices} slice{'s' * (self.slices != 1)} × {self.steps_per_slice:,} steps"
+                f" = {self.total_steps:,} steps\n{self.gaussians:,} Gaussians per "
+                f"{self.height}×{self.width} slice ({self.seeds:,} seeds × K="
+                f"{self.gaussians_per_seed}, {self.gaussians / (self.height * self.width):.3f}"
+                " per pixel)")
+
+
+def estimate_work(shape: tuple[int, ...], axes: str, params: dict[str, Any]) -> WorkEstimate:
+    """Slices, steps and Gaussians for data of ``shape`` with ``axes`` and compress ``params``.
+
+    Examples
+    --------
+    >>> e = estimate_work((16, 128, 128), "ZYX", {"preset": "fast", "iterations": 100})
+    >>> e.slices, e.total_steps
+    (16, 1600)
+    """
+    config = get_preset(params.get("preset", "default")).with_overrides(
+        **{k: params.get(k) for k in ("iterations", "gaussians_per_seed", "density", "seeds",
+                                      "levels", "lmbda")})
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    slices = math.prod(n for n, a in zip(shape, axes, strict=True) if a not in "YXS")
+    seeds = config.seeds or seed_count_for_density(height, width, config.density,
+                                                   config.gaussians_per_seed)
+    return WorkEstimate(slices, config.iterations, height, width, seeds,
+                        config.gaussians_per_seed)
+
+
+class CompressJob:
+    """Runs ``compress_fn(data, path, progress=..., cancel=..., **params)`` off the GUI thread.
+
+    Parameters
+    ----------
+    compress_fn
+        :func:`napari_sgi.compress` (or a stand-in with its signature).
+    data, path, params
+        What to compress, where to, and the keyword arguments of ``compress``.
+    open_fn
+        Opens the written file (:func:`napari_sgi.open_sgi`); called on the worker thread so that
+        reading the header never blocks the GUI.
+    prefetch_index
+        Stack position (indices of the axes before Y, X) that napari will show first: its coarsest
+        level is decoded on the worker thread, so that the reader's caches hold it when the GUI
+        thread draws the decoded layer.
+    """
+
+    def __init__(self, compress_fn: Callable[..., Any], data: Any, path: str,
+                 params: dict[str, Any], open_fn: Callable[[str], Any] | None = None,
+                 prefetch_index: tuple[int, ...] | None = None) -> None:
+        self.compress_fn, self.data, self.path, self.params = compress_fn, data, path, params
+        self.open_fn, self.prefetch_index = open_fn, prefetch_index
+        self.stop = threading.Event()
+        #: Set once the compress thread has ended (and, on cancel, removed its partial file).
+        self.finished = threading.Event()
+        self.abort_check: Callable[[], bool] = lambda: False
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._outcome: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+
+    def cancelled(self) -> bool:
+        """The cancel check handed to ``compress``: our stop flag or the worker's ``quit()``."""
+        return self.stop.is_set() or self.abort_check()
+
+    def _run(self) -> None:
+        _lower_priority()
+        try:
+            self._outcome["result"] = self.compress_fn(
+                self.data, self.path, progress=self._events.put, cancel=self.cancelled,
+                **self.params)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the worker thread
+            self._outcome["error"] = exc
+        finally:
+            self.finished.set()
+            self._events.put(_DONE)
+
+    @property
+    def was_cancelled(self) -> bool:
+        """Whether the compress thread ended by cancellation (and so wrote no file)."""
+        error = self._outcome.get("error")
+        return error is not None and type(error).__name__ == "FitCancelled"
+
+    @property
+    def running(self) -> bool:
+        """Whether the compress thread is still at work (e.g. cleaning up after a cancel)."""
+        return self._thread is not None and not self.finished.is_set()
+
+    def steps(self, min_interval: float = YIELD_INTERVAL
+              ) -> Generator[Any, None, tuple[Any, Any] | None]:
+        """Yield the latest progress event after each step, at most every ``min_interval`` s.
+
+        Returns ``(result, opened file)``, or ``None`` when cancelled. Slow steps (large images on
+        a CPU) are yielded one by one; fast ones (a GPU does hundreds a second) are coalesced,
+        because every yield is a signal the GUI thread must handle (a backlog of them froze it for
+        0.4 s in ``benchmarks/bench_gui_stall.py``) and a repaint of the window. Each event
+        carries ``done``, the steps done so far, so the receiver can advance a bar by the right
+        amount.
+        """
+        self._thread = threading.Thread(target=self._run, name="napari-sgi-compress", daemon=True)
+        self._thread.start()
+        pending, last_yield = None, float("-inf")
+        while True:
+            due = last_yield + min_interval
+            wait = None if pending is None else max(0.0, due - time.monotonic())
+            try:
+                event = self._events.get(timeout=wait)
+            except queue.Empty:
+                event = None  # time to hand over the event kept back
+            if event is _DONE:
+                break
+            if event is not None:
+                pending = event
+                if time.monotonic() - last_yield < min_interval:
+                    continue
+            yield pending
+            pending, last_yield = None, time.monotonic()
+        if pending is not None:
+            yield pending  # the last step, so that the bar ends full
+        if self.was_cancelled:
+            return None  # a cancel is no error: the widget says so, no traceback needed
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        result = self._outcome["result"]
+        opened = self.open_fn(str(result.path)) if self.open_fn is not None else None
+        if opened is not None and self.prefetch_index is not None:
+            prefetch(opened, self.prefetch_index)
+        return result, opened
+
+
+def _lower_priority(niceness: int = NICENESS) -> None:
+    """Make the calling thread (and the torch threads it starts) yield the CPU to the GUI.
+
+    Linux nice values are per thread; a background job that competes with the GUI thread for a
+    few cores should lose. Elsewhere, or if not permitted, nothing changes.
+    """
+    if not niceness or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except OSError:
+        pass
+
+
+def prefetch(sgi: Any, index: tuple[int, ...]) -> None:
+    """Decode the plane at stack position ``index`` of the coarsest level (fills reader caches)."""
+    import numpy as np
+
+    try:
+        coarsest = sgi.levels[-1]
+        index = tuple(min(max(0, i), n - 1) for i, n in zip(index, coarsest.shape, strict=False))
+        np.asarray(coarsest[index])
+    except Exception:  # noqa: BLE001 - only a speed-up; the GUI reads (and reports) it anyway
+        pass
+
+
+def warm_up() -> None:
+    """Import torch and the SGI pipeline: run on a background thread when the widget opens.
+
+    Importing torch holds the GIL in C for a few hundred ms at a time; done here, that happens
+    once while the user sets the sliders, not during the first compression.
+    """
+    try:
+        import torch  # noqa: F401
+        import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimiser
+
+        import napari_sgi.io.pipeline  # noqa: F401
+        import napari_sgi.io.reader  # noqa: F401
+        from napari_sgi.core.rasterize import cpu_kernel_available
+
+        cpu_kernel_available()
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run some time
+        pass
