@@ -168,10 +168,28 @@ class _RasterizeSumCpu(torch.autograd.Function):
         return *(g if needed[i] else None for i, g in enumerate(grads)), None, None, None
 
 
+_KERNEL_THREADS: int | None = None
+
+
+def set_kernel_threads(threads: int | None) -> None:
+    """Threads of the compiled kernel; None follows ``torch.get_num_threads()``.
+
+    The fit runs torch's small element-wise ops on one thread and gives the kernel all of them:
+    torch's OpenMP pool and the kernel's are different runtimes, and threads of one spinning while
+    the other works cost more than the small ops gain from a second thread.
+    """
+    global _KERNEL_THREADS
+    _KERNEL_THREADS = None if threads is None else max(1, int(threads))
+
+
+def kernel_threads() -> int:
+    return _KERNEL_THREADS or torch.get_num_threads()
+
+
 def _kernel_args(isa, means, conics, colors, bounds, height, width, skip) -> list:
     return [
         ISAS.index(isa),
-        torch.get_num_threads(),
+        kernel_threads(),
         int(skip),
         _ptr(means, _F32),
         _ptr(conics, _F32),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -122,6 +123,24 @@ def _rate(model: SGIModel, level: int, config: FitConfig, generator: torch.Gener
     return per_value + model.context.grid.bits() / (n * values_per_seed)
 
 
+@contextlib.contextmanager
+def kernel_owns_the_threads(device: torch.device):
+    """On the CPU, run torch's (small) ops on one thread and give the kernel all threads."""
+    if device.type != "cpu":
+        yield
+        return
+    from ._raster_cpu import set_kernel_threads
+
+    threads = torch.get_num_threads()
+    set_kernel_threads(threads)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        set_kernel_threads(None)
+
+
 def fit(
     image: torch.Tensor,  # [C, H, W] float32 in [0, 1]
     config: FitConfig,
@@ -153,6 +172,11 @@ def fit(
     >>> outcome.iterations
     5
     """
+    with kernel_owns_the_threads(image.device):
+        return _fit(image, config, model, progress, cancel, backend)
+
+
+def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
     if model is None:
         model = make_model(tuple(image.shape), config)
     model = model.to(image.device)
