@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,13 +47,17 @@ def run_one(image_name: str, preset: str) -> dict:
     from napari_sgi.api import fit_image
 
     image = load(image_name)
+    load_before = os.getloadavg()[0]
+    cpu_started = time.process_time()
     result = fit_image(image, preset=preset, device="cpu")
+    cpu_seconds = time.process_time() - cpu_started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"image": image_name, "preset": preset, "shape": list(image.shape),
             "dtype": str(image.dtype), "psnr": round(result.psnr, 3),
             "ssim": round(result.ssim, 4), "seconds": round(result.seconds, 1),
             "peak_rss_mib": round(peak_mib), "gaussians": result.gaussians,
-            "iterations": result.iterations}
+            "iterations": result.iterations, "cpu_s": round(cpu_seconds, 1),
+            "load_before": round(load_before, 2)}
 
 
 def main() -> None:
@@ -74,24 +80,38 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row) if args.json else
                   f"{image:7s} {preset:8s} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-                  f"{row['seconds']:7.1f} s  {row['peak_rss_mib']:5d} MiB  "
+                  f"{row['seconds']:7.1f} s ({row['cpu_s']:.0f} s CPU, "
+                  f"load {row['load_before']:.1f})  "
+                  f"{row['peak_rss_mib']:5d} MiB  "
                   f"{row['gaussians']} Gaussians", flush=True)
-    if args.no_record:
-        return
+            if not args.no_record:
+                record(rows, args, done=False)
+    if not args.no_record:
+        record(rows, args, done=True)
+
+
+
+def record(rows: list[dict], args: argparse.Namespace, done: bool) -> None:
     lines = [
         "## Fitting the sample images (issue: engine)", "",
         f"Machine: {machine_description()}; revision {git_revision()}.",
         f"Command: `python benchmarks/bench_fit.py --presets {' '.join(args.presets)} "
         f"--images {' '.join(args.images)}`", "",
         "PSNR/SSIM of the decoded image (quantised model, original dtype) against the original, "
-        "relative to the data range; time of the whole fit; peak RSS of the fitting process.", "",
-        "| image | preset | steps | Gaussians | PSNR (dB) | SSIM | time (s) | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "relative to the data range; wall time and CPU time of the whole fit; peak RSS of the "
+        "fitting process; the 1-minute load average when the fit started (2 cores: above 2 means "
+        "other work shared the machine and the wall time is inflated).", "",
+        "| image | preset | steps | Gaussians | PSNR (dB) | SSIM | wall (s) | CPU (s) "
+        "| peak RSS (MiB) | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {IMAGES[r['image']][1]} | {r['preset']} | {r['iterations']} | "
                      f"{r['gaussians']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | "
-                     f"{r['peak_rss_mib']} |")
+                     f"{r['cpu_s']:.1f} | {r['peak_rss_mib']} | {r['load_before']:.1f} |")
+    if not done:
+        lines.append("")
+        lines.append("*(run in progress: rows are recorded as they finish)*")
     record_section("fit", "\n".join(lines))
 
 
