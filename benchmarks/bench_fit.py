@@ -52,12 +52,20 @@ def run_one(image_name: str, preset: str) -> dict:
     result = fit_image(image, preset=preset, device="cpu")
     cpu_seconds = time.process_time() - cpu_started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"image": image_name, "preset": preset, "shape": list(image.shape),
-            "dtype": str(image.dtype), "psnr": round(result.psnr, 3),
-            "ssim": round(result.ssim, 4), "seconds": round(result.seconds, 1),
-            "peak_rss_mib": round(peak_mib), "gaussians": result.gaussians,
-            "iterations": result.iterations, "cpu_s": round(cpu_seconds, 1),
-            "load_before": round(load_before, 2)}
+    return {
+        "image": image_name,
+        "preset": preset,
+        "shape": list(image.shape),
+        "dtype": str(image.dtype),
+        "psnr": round(result.psnr, 3),
+        "ssim": round(result.ssim, 4),
+        "seconds": round(result.seconds, 1),
+        "peak_rss_mib": round(peak_mib),
+        "gaussians": result.gaussians,
+        "iterations": result.iterations,
+        "cpu_s": round(cpu_seconds, 1),
+        "load_before": round(load_before, 2),
+    }
 
 
 def main() -> None:
@@ -74,41 +82,53 @@ def main() -> None:
     rows = []
     for image in args.images:
         for preset in args.presets:
-            out = subprocess.run([sys.executable, __file__, "--one", image, preset],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", image, preset],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(json.dumps(row) if args.json else
-                  f"{image:7s} {preset:8s} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-                  f"{row['seconds']:7.1f} s ({row['cpu_s']:.0f} s CPU, "
-                  f"load {row['load_before']:.1f})  "
-                  f"{row['peak_rss_mib']:5d} MiB  "
-                  f"{row['gaussians']} Gaussians", flush=True)
+            print(
+                json.dumps(row)
+                if args.json
+                else f"{image:7s} {preset:8s} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
+                f"{row['seconds']:7.1f} s ({row['cpu_s']:.0f} s CPU, "
+                f"load {row['load_before']:.1f})  "
+                f"{row['peak_rss_mib']:5d} MiB  "
+                f"{row['gaussians']} Gaussians",
+                flush=True,
+            )
             if not args.no_record:
                 record(rows, args, done=False)
     if not args.no_record:
         record(rows, args, done=True)
 
 
-
 def record(rows: list[dict], args: argparse.Namespace, done: bool) -> None:
     lines = [
-        "## Fitting the sample images (issue: engine)", "",
+        "## Fitting the sample images (issue: engine)",
+        "",
         f"Machine: {machine_description()}; revision {git_revision()}.",
         f"Command: `python benchmarks/bench_fit.py --presets {' '.join(args.presets)} "
-        f"--images {' '.join(args.images)}`", "",
+        f"--images {' '.join(args.images)}`",
+        "",
         "PSNR/SSIM of the decoded image (quantised model, original dtype) against the original, "
         "relative to the data range; wall time and CPU time of the whole fit; peak RSS of the "
         "fitting process; the 1-minute load average when the fit started (2 cores: above 2 means "
-        "other work shared the machine and the wall time is inflated).", "",
+        "other work shared the machine and the wall time is inflated).",
+        "",
         "| image | preset | steps | Gaussians | PSNR (dB) | SSIM | wall (s) | CPU (s) "
         "| peak RSS (MiB) | load |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {IMAGES[r['image']][1]} | {r['preset']} | {r['iterations']} | "
-                     f"{r['gaussians']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | "
-                     f"{r['cpu_s']:.1f} | {r['peak_rss_mib']} | {r['load_before']:.1f} |")
+        lines.append(
+            f"| {IMAGES[r['image']][1]} | {r['preset']} | {r['iterations']} | "
+            f"{r['gaussians']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | "
+            f"{r['cpu_s']:.1f} | {r['peak_rss_mib']} | {r['load_before']:.1f} |"
+        )
     if not done:
         lines.append("")
         lines.append("*(run in progress: rows are recorded as they finish)*")

@@ -11,12 +11,15 @@ FAST = ["--preset", "fast", "--iterations", "12", "--levels", "2", "--density", 
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_sgi.cli", *args], capture_output=True,
-                          text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_sgi.cli", *args], capture_output=True, text=True
+    )
 
 
 def test_fit_json(tmp_path, capsys):
-    np.save(tmp_path / "image.npy", (np.random.default_rng(0).random((24, 20)) * 900).astype(np.uint16))
+    np.save(
+        tmp_path / "image.npy", (np.random.default_rng(0).random((24, 20)) * 900).astype(np.uint16)
+    )
     assert main(["fit", str(tmp_path / "image.npy"), "--json", *FAST]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {"psnr", "ssim", "gaussians", "seeds", "iterations", "seconds"} <= set(summary)

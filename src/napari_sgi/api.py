@@ -45,10 +45,15 @@ class FitResult:
     def summary(self) -> dict:
         """JSON-friendly figures of the fit."""
         return {
-            "psnr": round(self.psnr, 4), "ssim": round(self.ssim, 6),
-            "gaussians": self.gaussians, "seeds": self.seeds, "iterations": self.iterations,
-            "seconds": round(self.seconds, 3), "device": self.device,
-            "shape": list(self.decoded.shape), "dtype": str(self.decoded.dtype),
+            "psnr": round(self.psnr, 4),
+            "ssim": round(self.ssim, 6),
+            "gaussians": self.gaussians,
+            "seeds": self.seeds,
+            "iterations": self.iterations,
+            "seconds": round(self.seconds, 3),
+            "device": self.device,
+            "shape": list(self.decoded.shape),
+            "dtype": str(self.decoded.dtype),
             "config": self.config.to_dict(),
         }
 
@@ -115,9 +120,15 @@ def fit_image(
     # Quality of what the user gets: the decoded image in its own dtype, not the float render.
     measured = to_tensor(decoded, value_range).to(device)
     return FitResult(
-        model=model, config=config, value_range=value_range, decoded=decoded,
-        psnr=psnr(measured, target), ssim=ssim(measured, target),
-        iterations=outcome.iterations, seconds=seconds, device=device,
+        model=model,
+        config=config,
+        value_range=value_range,
+        decoded=decoded,
+        psnr=psnr(measured, target),
+        ssim=ssim(measured, target),
+        iterations=outcome.iterations,
+        seconds=seconds,
+        device=device,
     )
 
 

@@ -40,12 +40,18 @@ class _ProgressBar:
     def __call__(self, report) -> None:
         if not self.enabled:
             return
+        done, total, postfix = self.describe(report)
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=report.total, unit="step", file=sys.stderr, leave=False)
-        self.bar.update(report.step - self.bar.n)
-        self.bar.set_postfix(level=report.level, psnr=f"{report.psnr:.2f}")
+            self.bar = tqdm(total=total, unit="step", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix(**postfix)
+
+    @staticmethod
+    def describe(report) -> tuple[int, int, dict]:
+        """Steps done, steps in all, and what to show beside the bar, of a fit report."""
+        return report.step, report.total, {"level": report.level, "psnr": f"{report.psnr:.2f}"}
 
     def close(self) -> None:
         if self.bar is not None:
@@ -65,8 +71,10 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit_overrides(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in
-            ("iterations", "lmbda", "gaussians_per_seed", "levels", "density", "seeds")}
+    return {
+        name: getattr(args, name)
+        for name in ("iterations", "lmbda", "gaussians_per_seed", "levels", "density", "seeds")
+    }
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -75,8 +83,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     image = read_image_file(args.image)
     bar = _ProgressBar(enabled=not args.json)
     try:
-        result = fit_image(image, preset=args.preset, device=args.device, progress=bar,
-                           **_fit_overrides(args))
+        result = fit_image(
+            image, preset=args.preset, device=args.device, progress=bar, **_fit_overrides(args)
+        )
     finally:
         bar.close()
     summary = result.summary()
@@ -89,8 +98,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"{Path(args.image).name}: {image.shape} {image.dtype}, preset {args.preset}")
-        print(f"  {result.seeds} seeds, {result.gaussians} Gaussians, {result.iterations} steps "
-              f"in {result.seconds:.1f} s on {result.device}")
+        print(
+            f"  {result.seeds} seeds, {result.gaussians} Gaussians, {result.iterations} steps "
+            f"in {result.seconds:.1f} s on {result.device}"
+        )
         print(f"  PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}")
         if args.output:
             print(f"  decoded image written to {args.output}")
@@ -107,8 +118,16 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         client = Client(args.scheduler)
     bar = _CompressBar(enabled=not args.json)
     try:
-        result = compress(args.input, args.output, preset=args.preset, device=args.device,
-                          axes=args.axes, progress=bar, client=client, **_fit_overrides(args))
+        result = compress(
+            args.input,
+            args.output,
+            preset=args.preset,
+            device=args.device,
+            axes=args.axes,
+            progress=bar,
+            client=client,
+            **_fit_overrides(args),
+        )
     finally:
         bar.close()
         if client is not None:
@@ -116,9 +135,14 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary()))
     else:
-        print(f"{args.input} -> {args.output}: {result.n_slices} slice(s), "
-              f"{result.gaussians} Gaussians")
-        print(f"  {result.bytes:,} bytes, {result.bpp:.4f} bpp, ratio {result.compression_ratio:.1f}:1")
+        print(
+            f"{args.input} -> {args.output}: {result.n_slices} slice(s), "
+            f"{result.gaussians} Gaussians"
+        )
+        print(
+            f"  {result.bytes:,} bytes, {result.bpp:.4f} bpp, "
+            f"ratio {result.compression_ratio:.1f}:1"
+        )
         print(f"  PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}, {result.seconds:.1f} s")
     return 0
 
@@ -136,8 +160,14 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     if name.endswith((".ome.zarr", ".zarr")):
         from .io.exports import write_ome_zarr
 
-        write_ome_zarr(output, data, axes=image.axes, scale=image.scale, units=image.units,
-                       contrast_limits=image.contrast_limits)
+        write_ome_zarr(
+            output,
+            data,
+            axes=image.axes,
+            scale=image.scale,
+            units=image.units,
+            contrast_limits=image.contrast_limits,
+        )
     elif name.endswith((".tif", ".tiff")) and data.ndim > 2 + image.rgb:
         from .io.exports import write_tiff
 
@@ -148,8 +178,16 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         write_image_file(output, data.compute())
     seconds = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"output": str(output), "shape": list(data.shape),
-                          "dtype": str(data.dtype), "seconds": round(seconds, 3)}))
+        print(
+            json.dumps(
+                {
+                    "output": str(output),
+                    "shape": list(data.shape),
+                    "dtype": str(data.dtype),
+                    "seconds": round(seconds, 3),
+                }
+            )
+        )
     else:
         print(f"{args.input} -> {output}: {data.shape} {data.dtype} in {seconds:.2f} s")
     return 0
@@ -162,15 +200,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
         header, breakdown = reader.header, reader.info()
     grouped = breakdown.grouped()
     if args.json:
-        print(json.dumps({"header": header, "bytes": breakdown.file_size,
-                          "sections": breakdown.sections, "by_part": grouped,
-                          "overhead": breakdown.overhead}))
+        print(
+            json.dumps(
+                {
+                    "header": header,
+                    "bytes": breakdown.file_size,
+                    "sections": breakdown.sections,
+                    "by_part": grouped,
+                    "overhead": breakdown.overhead,
+                }
+            )
+        )
         return 0
     layout = header.get("layout", {})
     quality = header.get("quality", {})
-    print(f"{args.input}: {breakdown.file_size:,} bytes, napari-sgi {header.get('encoder_version')}")
-    print(f"  {layout.get('axes')} {layout.get('shape')} {layout.get('dtype')}, "
-          f"{header.get('n_slices')} slice(s)")
+    print(
+        f"{args.input}: {breakdown.file_size:,} bytes, napari-sgi {header.get('encoder_version')}"
+    )
+    print(
+        f"  {layout.get('axes')} {layout.get('shape')} {layout.get('dtype')}, "
+        f"{header.get('n_slices')} slice(s)"
+    )
     if quality:
         print(f"  PSNR {quality.get('psnr')} dB, SSIM {quality.get('ssim')} (measured at encode)")
     print("  bytes by part:")
@@ -182,15 +232,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 class _CompressBar(_ProgressBar):
-    def __call__(self, report) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=report.total, unit="step", file=sys.stderr, leave=False)
-        self.bar.update(report.done - self.bar.n)
-        self.bar.set_postfix(slice=f"{report.slice_index + 1}/{report.n_slices}")
+    @staticmethod
+    def describe(report) -> tuple[int, int, dict]:
+        return report.done, report.total, {"slice": f"{report.slice_index + 1}/{report.n_slices}"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     decompress = commands.add_parser("decompress", help="decode a .sgi file to an image file")
     decompress.add_argument("input", help="a .sgi file")
-    decompress.add_argument("-o", "--output", required=True,
-                            help="a .tif, .png, .npy or .ome.zarr output")
+    decompress.add_argument(
+        "-o", "--output", required=True, help="a .tif, .png, .npy or .ome.zarr output"
+    )
     decompress.add_argument("--json", action="store_true", help="print one JSON object")
     decompress.set_defaults(handler=_cmd_decompress)
 

@@ -11,13 +11,21 @@ from napari_sgi.core.hashgrid import BinaryHashGrid, level_table_sizes
 
 
 def test_bins_sum_to_one_for_every_regime():
-    for mean, scale, step in [(0.3, 2.0, 1.0), (-4.1, 0.7, 0.5), (0.0, 0.05, 0.2), (10.0, 30.0, 3.0)]:
+    for mean, scale, step in [
+        (0.3, 2.0, 1.0),
+        (-4.1, 0.7, 0.5),
+        (0.0, 0.05, 0.2),
+        (10.0, 30.0, 3.0),
+    ]:
         symbols = torch.arange(-2000, 2001, dtype=torch.float64)[None]
         values = symbols * step
-        bits = discretized_gaussian_bits(values, torch.full_like(values, mean),
-                                         torch.full_like(values, scale),
-                                         torch.full((1, 1), step, dtype=torch.float64))
-        mass = (2.0 ** -bits)
+        bits = discretized_gaussian_bits(
+            values,
+            torch.full_like(values, mean),
+            torch.full_like(values, scale),
+            torch.full((1, 1), step, dtype=torch.float64),
+        )
+        mass = 2.0**-bits
         # The 1e-6 floor adds mass only to bins with almost none; the real mass sums to one.
         real = mass[mass > 1.01e-6].sum()
         assert abs(float(real) - 1.0) < 1e-5, (mean, scale, step, float(real))

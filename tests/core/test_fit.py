@@ -13,8 +13,13 @@ TINY = FitConfig(iterations=12, levels=2, feature_dim=6, gaussians_per_seed=3, d
 
 def test_presets():
     paper = get_preset("paper")
-    assert (paper.iterations, paper.levels, paper.feature_dim, paper.gaussians_per_seed,
-            paper.lmbda) == (15000, 3, 50, 10, 0.001)
+    assert (
+        paper.iterations,
+        paper.levels,
+        paper.feature_dim,
+        paper.gaussians_per_seed,
+        paper.lmbda,
+    ) == (15000, 3, 50, 10, 0.001)
     assert set(PRESETS) == {"paper", "default", "fast"}
     assert PRESETS["fast"].iterations < PRESETS["default"].iterations < paper.iterations
     with pytest.raises(ValueError, match="unknown preset"):
@@ -31,7 +36,7 @@ def test_schedule_scales_with_the_run(iterations):
     stages = schedule.stages
     assert [s.level for s in stages] == [2, 1, 0]
     assert stages[0].start == 0 and stages[-1].stop == iterations
-    assert all(a.stop == b.start for a, b in zip(stages, stages[1:]))
+    assert all(a.stop == b.start for a, b in zip(stages, stages[1:], strict=False))
     assert schedule.rate_start >= stages[-1].start
     assert schedule.noise(iterations - 1) == "adaptive"
     assert schedule.learning_rate("offsets", 0) == pytest.approx(0.01)
@@ -64,8 +69,7 @@ def test_progress_reports_every_step_and_cancel_stops():
 def test_short_fit_on_a_real_crop_clearly_improves_psnr(ihc_crop):
     value_range = ValueRange.of(ihc_crop)
     image = to_tensor(ihc_crop, value_range)
-    config = FitConfig(iterations=150, levels=2, feature_dim=16, gaussians_per_seed=6,
-                       density=0.25)
+    config = FitConfig(iterations=150, levels=2, feature_dim=16, gaussians_per_seed=6, density=0.25)
     model = make_model(tuple(image.shape), config)
     with torch.no_grad():
         before = psnr(model.render(0).clamp(0, 1), image)
@@ -83,8 +87,9 @@ def test_fit_respects_the_rate_weight(nuclei_crop):
     image = to_tensor(nuclei_crop, ValueRange.of(nuclei_crop))
     bits = []
     for lmbda in (0.0, 0.05):
-        config = FitConfig(iterations=120, levels=2, feature_dim=8, gaussians_per_seed=4,
-                           density=0.2, lmbda=lmbda)
+        config = FitConfig(
+            iterations=120, levels=2, feature_dim=8, gaussians_per_seed=4, density=0.2, lmbda=lmbda
+        )
         model = fit(image, config).model
         with torch.no_grad():
             quantized = model.quantized_attributes(0).as_groups()

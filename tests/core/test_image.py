@@ -21,7 +21,9 @@ def test_round_trip_keeps_dtype_and_range(dtype, channels):
     assert 0 <= float(tensor.min()) and float(tensor.max()) <= 1
     back = from_tensor(tensor, value_range, image.ndim)
     assert back.dtype == image.dtype and back.shape == image.shape
-    np.testing.assert_allclose(back, image, rtol=1e-5, atol=1e-5 if np.dtype(dtype).kind == "f" else 0)
+    np.testing.assert_allclose(
+        back, image, rtol=1e-5, atol=1e-5 if np.dtype(dtype).kind == "f" else 0
+    )
 
 
 def test_uint8_uses_the_full_range_and_constant_images_work():

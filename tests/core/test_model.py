@@ -6,8 +6,15 @@ from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
 
 
 def small_model(**kwargs) -> SGIModel:
-    settings = dict(height=48, width=64, channels=3, feature_dim=8, gaussians_per_seed=4,
-                    seed_count=60, levels=3)
+    settings = dict(
+        height=48,
+        width=64,
+        channels=3,
+        feature_dim=8,
+        gaussians_per_seed=4,
+        seed_count=60,
+        levels=3,
+    )
     settings.update(kwargs)
     torch.manual_seed(0)
     return SGIModel(ModelConfig(**settings))

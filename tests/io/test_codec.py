@@ -13,8 +13,10 @@ def test_float16_weights_cost_no_measurable_quality(ihc_crop):
     from napari_sgi.core.image import ValueRange, to_tensor
 
     image = to_tensor(ihc_crop, ValueRange.of(ihc_crop))
-    model = fit(image, FitConfig(iterations=120, levels=2, feature_dim=16,
-                                 gaussians_per_seed=6, density=0.25)).model
+    model = fit(
+        image,
+        FitConfig(iterations=120, levels=2, feature_dim=16, gaussians_per_seed=6, density=0.25),
+    ).model
     half = copy.deepcopy(model)
     round_weights_to_half(half)
     with torch.no_grad():
@@ -25,12 +27,15 @@ def test_float16_weights_cost_no_measurable_quality(ihc_crop):
 
 
 def test_sections_hold_everything_and_only_the_needed_bytes():
-    model = fit(torch.rand(1, 32, 32), FitConfig(iterations=5, levels=2, feature_dim=8,
-                                                 gaussians_per_seed=4, density=0.1)).model
+    model = fit(
+        torch.rand(1, 32, 32),
+        FitConfig(iterations=5, levels=2, feature_dim=8, gaussians_per_seed=4, density=0.1),
+    ).model
     sections = encode_model(model)
     assert set(sections) == {"weights", "hash_grid", "features", "log_scaling", "offsets"}
-    n_weights = sum(p.numel() for name in ("mlp_color", "mlp_cov") for p in
-                    getattr(model, name).parameters())
+    n_weights = sum(
+        p.numel() for name in ("mlp_color", "mlp_cov") for p in getattr(model, name).parameters()
+    )
     n_weights += sum(p.numel() for p in model.context.mlp.parameters())
     assert len(sections["weights"]) == 2 * n_weights
     # The hash grid: one Bernoulli-coded bit per entry at most, plus a small header.

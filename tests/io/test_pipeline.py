@@ -15,8 +15,9 @@ from napari_sgi.io.errors import SGIFormatError
 from napari_sgi.io.pipeline import compress
 from napari_sgi.io.reader import SGIFile, model_config_from_header, open_sgi
 
-TINY = dict(preset="fast", iterations=15, feature_dim=6, gaussians_per_seed=3, density=0.2,
-            levels=2)
+TINY = dict(
+    preset="fast", iterations=15, feature_dim=6, gaussians_per_seed=3, density=0.2, levels=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,16 @@ def stack() -> np.ndarray:
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:40, 0:36]
     base = 2000 + 1500 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
-    return np.stack([base + z * 300 + rng.normal(0, 50, base.shape) for z in range(3)]).astype(np.uint16)
+    return np.stack([base + z * 300 + rng.normal(0, 50, base.shape) for z in range(3)]).astype(
+        np.uint16
+    )
 
 
 def test_codec_round_trip_is_exact():
     image = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(0))
-    model = fit(image, FitConfig(iterations=20, feature_dim=8, gaussians_per_seed=4,
-                                 density=0.2)).model
+    model = fit(
+        image, FitConfig(iterations=20, feature_dim=8, gaussians_per_seed=4, density=0.2)
+    ).model
     sections = encode_model(model)
     with torch.no_grad():
         encoded = model.render(0)
@@ -116,9 +120,25 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, stack):
 def test_kill_during_compress_then_resume(tmp_path, stack):
     np.save(tmp_path / "stack.npy", stack)
     out = tmp_path / "killed.sgi"
-    command = [sys.executable, "-m", "napari_sgi.cli", "compress", str(tmp_path / "stack.npy"),
-               "-o", str(out), "--preset", "fast", "--iterations", "120", "--levels", "2",
-               "--density", "0.2", "--k", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "napari_sgi.cli",
+        "compress",
+        str(tmp_path / "stack.npy"),
+        "-o",
+        str(out),
+        "--preset",
+        "fast",
+        "--iterations",
+        "120",
+        "--levels",
+        "2",
+        "--density",
+        "0.2",
+        "--k",
+        "3",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = tmp_path / "killed.sgi.parts"
     deadline = time.time() + 120
@@ -131,8 +151,9 @@ def test_kill_during_compress_then_resume(tmp_path, stack):
     finished = subprocess.run(command + ["--json"], capture_output=True, text=True, check=True)
     assert out.exists() and not parts.exists()
     reference = tmp_path / "reference.sgi"
-    subprocess.run(command[:6] + [str(reference)] + command[7:], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        command[:6] + [str(reference)] + command[7:], check=True, stdout=subprocess.DEVNULL
+    )
     assert out.read_bytes() == reference.read_bytes()
     assert '"bytes"' in finished.stdout
 
@@ -141,9 +162,12 @@ def test_distributed_run_writes_the_same_file(tmp_path, stack):
     distributed = pytest.importorskip("distributed")
     local = tmp_path / "local.sgi"
     compress(stack, local, **TINY)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         remote = tmp_path / "remote.sgi"
         reports = []
         result = compress(stack, remote, client=client, progress=reports.append, **TINY)
@@ -152,12 +176,26 @@ def test_distributed_run_writes_the_same_file(tmp_path, stack):
 
 
 def test_absurd_model_configuration_is_refused():
-    good = dict(height=10, width=10, channels=1, feature_dim=4, gaussians_per_seed=2,
-                seed_count=5, rng_seed=0, levels=2, grid_levels=6, grid_features=4,
-                grid_log2_table=13)
+    good = dict(
+        height=10,
+        width=10,
+        channels=1,
+        feature_dim=4,
+        gaussians_per_seed=2,
+        seed_count=5,
+        rng_seed=0,
+        levels=2,
+        grid_levels=6,
+        grid_features=4,
+        grid_log2_table=13,
+    )
     assert model_config_from_header(good).seed_count == 5
-    for field, value in [("seed_count", 10**12), ("height", -4), ("feature_dim", "50"),
-                         ("channels", 10**6)]:
+    for field, value in [
+        ("seed_count", 10**12),
+        ("height", -4),
+        ("feature_dim", "50"),
+        ("channels", 10**6),
+    ]:
         with pytest.raises(SGIFormatError, match=field):
             model_config_from_header({**good, field: value})
     with pytest.raises(SGIFormatError):

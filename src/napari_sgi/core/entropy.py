@@ -24,7 +24,7 @@ GROUPS = ("features", "log_scaling", "offsets")
 
 
 def q0_offset(level: int) -> float:
-    """Base step of the offsets at pyramid level ``level`` (0 = full resolution), as the reference."""
+    """Base step of the offsets at pyramid level ``level`` (0 = full resolution)."""
     return 0.2 * 2.0 ** (-level)
 
 
@@ -35,7 +35,7 @@ def base_steps(level: int) -> dict[str, float]:
 
 @dataclass
 class GroupModel:
-    """Per-seed distribution of one attribute group: the value ~ N(mean, scale), coded with ``step``."""
+    """Per-seed distribution of one attribute group: value ~ N(mean, scale), step ``step``."""
 
     mean: torch.Tensor  # [N, D]
     scale: torch.Tensor  # [N, D], > 0
@@ -53,14 +53,22 @@ class ContextModel(nn.Module):
         K, offsets per seed.
     """
 
-    def __init__(self, feature_dim: int, gaussians_per_seed: int, *, grid_levels: int = 12,
-                 grid_features: int = 4, grid_log2_table: int = 13):
+    def __init__(
+        self,
+        feature_dim: int,
+        gaussians_per_seed: int,
+        *,
+        grid_levels: int = 12,
+        grid_features: int = 4,
+        grid_log2_table: int = 13,
+    ):
         super().__init__()
         self.dims = {"features": feature_dim, "log_scaling": 4, "offsets": 2 * gaussians_per_seed}
         self.grid = BinaryHashGrid(RESOLUTIONS[:grid_levels], grid_features, grid_log2_table)
         n_out = 2 * sum(self.dims.values()) + len(GROUPS)
         self.mlp = nn.Sequential(
-            nn.Linear(self.grid.output_dim, 2 * feature_dim), nn.ReLU(),
+            nn.Linear(self.grid.output_dim, 2 * feature_dim),
+            nn.ReLU(),
             nn.Linear(2 * feature_dim, n_out),
         )
 
@@ -69,14 +77,14 @@ class ContextModel(nn.Module):
         out = self.mlp(self.grid(coords))
         q0 = base_steps(level)
         models, start = {}, 0
-        step_logits = out[:, -len(GROUPS):]
+        step_logits = out[:, -len(GROUPS) :]
         for i, group in enumerate(GROUPS):
             dim = self.dims[group]
-            mean = out[:, start:start + dim]
-            # softplus keeps the scale positive with a gradient everywhere (the reference clamps a raw
+            mean = out[:, start : start + dim]
+            # softplus keeps the scale positive with a gradient everywhere (the reference clamps a
             # output at 1e-9, where it then gets no gradient).
-            scale = F.softplus(out[:, start + dim:start + 2 * dim]) + 1e-6
-            step = q0[group] * (1 + torch.tanh(step_logits[:, i:i + 1]))
+            scale = F.softplus(out[:, start + dim : start + 2 * dim]) + 1e-6
+            step = q0[group] * (1 + torch.tanh(step_logits[:, i : i + 1]))
             models[group] = GroupModel(mean, scale, step)
             start += 2 * dim
         return models
@@ -97,7 +105,8 @@ def discretized_gaussian_bits(
     Examples
     --------
     >>> x = torch.arange(-10, 11, dtype=torch.float64)[None]
-    >>> bits = discretized_gaussian_bits(x, torch.zeros_like(x), 2 * torch.ones_like(x), torch.ones(1, 1))
+    >>> mean, scale = torch.zeros_like(x), 2 * torch.ones_like(x)
+    >>> bits = discretized_gaussian_bits(x, mean, scale, torch.ones(1, 1))
     >>> round(float((2 ** -bits).sum()), 6)  # the bins of all symbols sum to one
     1.0
     """
@@ -110,8 +119,9 @@ def discretized_gaussian_bits(
     return -torch.log2(probability)
 
 
-def add_uniform_noise(values: torch.Tensor, step: torch.Tensor,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def add_uniform_noise(
+    values: torch.Tensor, step: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Training proxy of quantisation: ``x + U(-0.5, 0.5) * Q``."""
     noise = torch.rand(values.shape, generator=generator, dtype=values.dtype, device=values.device)
     return values + (noise - 0.5) * step
@@ -137,7 +147,9 @@ def rate_bits_per_value(
     return total_bits / max(total_values, 1)
 
 
-def ideal_bits(attributes: dict[str, torch.Tensor], models: dict[str, GroupModel]) -> dict[str, float]:
+def ideal_bits(
+    attributes: dict[str, torch.Tensor], models: dict[str, GroupModel]
+) -> dict[str, float]:
     """Total ideal bits -sum(log2 P) of each group, for quantised values (size estimates)."""
     out = {}
     for group in GROUPS:

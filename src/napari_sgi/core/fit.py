@@ -49,16 +49,23 @@ CancelCheck = Callable[[], bool]
 
 
 def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel:
-    """A freshly initialised model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed``."""
+    """A new model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed``."""
     channels, height, width = image_shape
-    seeds = config.seeds or seed_count_for_density(height, width, config.density,
-                                                   config.gaussians_per_seed)
+    seeds = config.seeds or seed_count_for_density(
+        height, width, config.density, config.gaussians_per_seed
+    )
     grid_levels = config.grid_levels or auto_grid_levels(seeds)
-    model_config = ModelConfig(height=height, width=width, channels=channels,
-                               feature_dim=config.feature_dim,
-                               gaussians_per_seed=config.gaussians_per_seed, seed_count=seeds,
-                               rng_seed=config.rng_seed, levels=config.levels,
-                               grid_levels=grid_levels)
+    model_config = ModelConfig(
+        height=height,
+        width=width,
+        channels=channels,
+        feature_dim=config.feature_dim,
+        gaussians_per_seed=config.gaussians_per_seed,
+        seed_count=seeds,
+        rng_seed=config.rng_seed,
+        levels=config.levels,
+        grid_levels=grid_levels,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.rng_seed)
         return SGIModel(model_config)
@@ -101,12 +108,16 @@ def _noised(model: SGIModel, mode: str, level: int, generator: torch.Generator) 
     groups = attributes.as_groups()
     if mode == "fixed":
         steps = base_steps(level)
-        noised = {name: add_uniform_noise(values, torch.tensor(steps[name]), generator)
-                  for name, values in groups.items()}
+        noised = {
+            name: add_uniform_noise(values, torch.tensor(steps[name]), generator)
+            for name, values in groups.items()
+        }
     else:
         models = model.entropy_models(level)
-        noised = {name: add_uniform_noise(values, models[name].step, generator)
-                  for name, values in groups.items()}
+        noised = {
+            name: add_uniform_noise(values, models[name].step, generator)
+            for name, values in groups.items()
+        }
     return Attributes.from_groups(noised, model.config.gaussians_per_seed)
 
 
@@ -116,8 +127,10 @@ def _rate(model: SGIModel, level: int, config: FitConfig, generator: torch.Gener
     subset_size = min(n, max(64, round(config.rate_subset * n)))
     subset = torch.randperm(n, generator=generator)[:subset_size].to(model.anchors.device)
     models = model.entropy_models(level, subset)
-    values = {name: add_uniform_noise(v[subset], models[name].step, generator)
-              for name, v in model.attributes().as_groups().items()}
+    values = {
+        name: add_uniform_noise(v[subset], models[name].step, generator)
+        for name, v in model.attributes().as_groups().items()
+    }
     per_value = rate_bits_per_value(values, models)
     values_per_seed = sum(v.shape[1] for v in values.values())
     return per_value + model.context.grid.bits() / (n * values_per_seed)
@@ -202,8 +215,15 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         optimizer.step()
         with torch.no_grad():
             mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
-        report = FitProgress(step + 1, config.iterations, level, config.levels, loss.item(),
-                             10 * math.log10(1 / mse) if mse > 0 else math.inf, mode)
+        report = FitProgress(
+            step + 1,
+            config.iterations,
+            level,
+            config.levels,
+            loss.item(),
+            10 * math.log10(1 / mse) if mse > 0 else math.inf,
+            mode,
+        )
         history.append(report)
         if progress is not None:
             progress(report)

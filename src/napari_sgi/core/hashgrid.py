@@ -57,14 +57,20 @@ class BinaryHashGrid(nn.Module):
         Levels with more than ``2^log2_table_size`` nodes are hashed into a table of that size.
     """
 
-    def __init__(self, resolutions=RESOLUTIONS, features_per_level: int = FEATURES_PER_LEVEL,
-                 log2_table_size: int = LOG2_TABLE_SIZE):
+    def __init__(
+        self,
+        resolutions=RESOLUTIONS,
+        features_per_level: int = FEATURES_PER_LEVEL,
+        log2_table_size: int = LOG2_TABLE_SIZE,
+    ):
         super().__init__()
         self.resolutions = tuple(int(r) for r in resolutions)
         self.features_per_level = features_per_level
         self.sizes = level_table_sizes(self.resolutions, log2_table_size)
         self.offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()[:-1]]
-        self.table = nn.Parameter(torch.empty(sum(self.sizes), features_per_level).uniform_(-1e-4, 1e-4))
+        self.table = nn.Parameter(
+            torch.empty(sum(self.sizes), features_per_level).uniform_(-1e-4, 1e-4)
+        )
 
     @property
     def output_dim(self) -> int:
@@ -88,7 +94,9 @@ class BinaryHashGrid(nn.Module):
         table = self.binary_table()
         inside = ((coords >= 0) & (coords <= 1)).all(-1, keepdim=True)
         outputs = []
-        for resolution, size, offset in zip(self.resolutions, self.sizes, self.offsets, strict=True):
+        for resolution, size, offset in zip(
+            self.resolutions, self.sizes, self.offsets, strict=True
+        ):
             outputs.append(self._level(table, coords, resolution, size, offset))
         return torch.cat(outputs, -1) * inside
 

@@ -47,7 +47,7 @@ class ValueRange:
         return ((np.asarray(array, dtype=np.float64) - self.low) / self.span).astype(np.float32)
 
     def denormalize(self, array: np.ndarray) -> np.ndarray:
-        """Map [0, 1] floats back to the original dtype and range (clipped, rounded for integers)."""
+        """Map [0, 1] floats back to the original dtype and range (clipped; integers rounded)."""
         values = np.clip(np.asarray(array, dtype=np.float64), 0.0, 1.0) * self.span + self.low
         dtype = np.dtype(self.dtype)
         if dtype.kind in "ui":
@@ -79,8 +79,10 @@ def validate_image(image: np.ndarray) -> np.ndarray:
     if image.size == 0:
         raise ValueError(f"the image is empty (shape {image.shape})")
     if min(image.shape[:2]) < MIN_SIDE:
-        raise ValueError(f"the image is too small ({image.shape[0]}x{image.shape[1]}); "
-                         f"each side needs at least {MIN_SIDE} pixels")
+        raise ValueError(
+            f"the image is too small ({image.shape[0]}x{image.shape[1]}); "
+            f"each side needs at least {MIN_SIDE} pixels"
+        )
     if image.ndim == 3 and image.shape[2] > 64:
         raise ValueError(
             f"the last axis has {image.shape[2]} channels: expected (H, W, C) with C <= 64; "
@@ -103,7 +105,7 @@ def to_tensor(image: np.ndarray, value_range: ValueRange):
 
 
 def from_tensor(tensor, value_range: ValueRange, n_dims: int) -> np.ndarray:
-    """Inverse of :func:`to_tensor`: ``[C, H, W]`` to ``(H, W)`` or ``(H, W, C)`` in the original dtype."""
+    """Inverse of :func:`to_tensor`: ``[C, H, W]`` to ``(H, W[, C])`` in the original dtype."""
     array = tensor.detach().cpu().numpy().transpose(1, 2, 0)
     if n_dims == 2:
         array = array[:, :, 0]
@@ -128,7 +130,8 @@ def build_pyramid(image, levels: int) -> list:
     pyramid = [image]
     for level in range(1, levels):
         size = level_shape(height, width, level)
-        resized = F.interpolate(image[None], size=size, mode="bicubic", antialias=True,
-                                align_corners=False)[0]
+        resized = F.interpolate(
+            image[None], size=size, mode="bicubic", antialias=True, align_corners=False
+        )[0]
         pyramid.append(resized)
     return pyramid

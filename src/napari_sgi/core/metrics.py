@@ -33,7 +33,7 @@ def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
 def ssim(image: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
     """Structural similarity of two ``[C, H, W]`` images (11x11 Gaussian window, sigma 1.5).
 
-    The same definition as the SGI paper's evaluation (per channel, zero padding, mean over the map),
+    The same definition as the SGI paper's evaluation (per channel, zero padding, mean of the map),
     so that our numbers compare with its tables.
 
     Examples

@@ -37,8 +37,18 @@ class ModelConfig:
     grid_log2_table: int = 13
 
     def __post_init__(self) -> None:
-        for name in ("height", "width", "channels", "feature_dim", "gaussians_per_seed",
-                     "seed_count", "levels", "grid_levels", "grid_features", "grid_log2_table"):
+        for name in (
+            "height",
+            "width",
+            "channels",
+            "feature_dim",
+            "gaussians_per_seed",
+            "seed_count",
+            "levels",
+            "grid_levels",
+            "grid_features",
+            "grid_log2_table",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -68,8 +78,11 @@ class Attributes:
 
     def as_groups(self) -> dict[str, torch.Tensor]:
         """Flat ``[N, D]`` views keyed like the entropy model's groups."""
-        return {"features": self.features, "log_scaling": self.log_scaling,
-                "offsets": self.offsets.reshape(len(self.offsets), -1)}
+        return {
+            "features": self.features,
+            "log_scaling": self.log_scaling,
+            "offsets": self.offsets.reshape(len(self.offsets), -1),
+        }
 
     @classmethod
     def from_groups(cls, groups: dict[str, torch.Tensor], gaussians_per_seed: int) -> Attributes:
@@ -109,20 +122,29 @@ class SGIModel(nn.Module):
         # Tiny initial colours: the first render is black and the fit starts from a sum of zeros.
         nn.init.xavier_uniform_(self.mlp_color[2].weight, gain=0.01)
         nn.init.zeros_(self.mlp_color[2].bias)
-        self.context = ContextModel(f, k, grid_levels=config.grid_levels,
-                                    grid_features=config.grid_features,
-                                    grid_log2_table=config.grid_log2_table)
+        self.context = ContextModel(
+            f,
+            k,
+            grid_levels=config.grid_levels,
+            grid_features=config.grid_features,
+            grid_log2_table=config.grid_log2_table,
+        )
 
     # -- attributes -------------------------------------------------------------------------------
     def attributes(self) -> Attributes:
         return Attributes(self.features, self.log_scaling, self.offsets)
 
     def normalized_anchors(self) -> torch.Tensor:  # [N, 2] in [0, 1]
-        size = torch.tensor([self.config.width, self.config.height], dtype=self.anchors.dtype,
-                            device=self.anchors.device)
+        size = torch.tensor(
+            [self.config.width, self.config.height],
+            dtype=self.anchors.dtype,
+            device=self.anchors.device,
+        )
         return self.anchors / size
 
-    def entropy_models(self, level: int = 0, seeds: torch.Tensor | None = None) -> dict[str, GroupModel]:
+    def entropy_models(
+        self, level: int = 0, seeds: torch.Tensor | None = None
+    ) -> dict[str, GroupModel]:
         """Distributions of the attributes of all seeds (or of the indices ``seeds``)."""
         coords = self.normalized_anchors()
         if seeds is not None:
@@ -132,8 +154,10 @@ class SGIModel(nn.Module):
     def quantized_attributes(self, level: int = 0) -> Attributes:
         """The attributes rounded with their adaptive steps: what a file stores."""
         models = self.entropy_models(level)
-        groups = {name: quantize(values, models[name].step)
-                  for name, values in self.attributes().as_groups().items()}
+        groups = {
+            name: quantize(values, models[name].step)
+            for name, values in self.attributes().as_groups().items()
+        }
         return Attributes.from_groups(groups, self.config.gaussians_per_seed)
 
     # -- Gaussians --------------------------------------------------------------------------------
@@ -155,8 +179,13 @@ class SGIModel(nn.Module):
         # Inverse of R diag(s1^2, s2^2) R^T, written directly so no 2x2 inverse is needed.
         inv1, inv2 = 1.0 / (s1 * s1), 1.0 / (s2 * s2)
         conics = torch.stack(
-            [cos * cos * inv1 + sin * sin * inv2, cos * sin * (inv1 - inv2),
-             sin * sin * inv1 + cos * cos * inv2], -1)
+            [
+                cos * cos * inv1 + sin * sin * inv2,
+                cos * sin * (inv1 - inv2),
+                sin * sin * inv1 + cos * cos * inv2,
+            ],
+            -1,
+        )
         colors = self.mlp_color(attributes.features).reshape(-1, k, c)
         return means.reshape(-1, 2), conics.reshape(-1, 3), colors.reshape(-1, c)
 
@@ -166,12 +195,14 @@ class SGIModel(nn.Module):
         height, width = level_shape(self.config.height, self.config.width, level)
         fx, fy = width / self.config.width, height / self.config.height
         scale = torch.tensor([fx, fy], dtype=means.dtype, device=means.device)
-        conic_scale = torch.tensor([1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)],
-                                   dtype=conics.dtype, device=conics.device)
+        conic_scale = torch.tensor(
+            [1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)], dtype=conics.dtype, device=conics.device
+        )
         return means * scale, conics * conic_scale, colors
 
-    def render(self, level: int = 0, attributes: Attributes | None = None,
-               backend: str = "auto") -> torch.Tensor:  # [C, H_level, W_level]
+    def render(
+        self, level: int = 0, attributes: Attributes | None = None, backend: str = "auto"
+    ) -> torch.Tensor:  # [C, H_level, W_level]
         """Render pyramid level ``level`` (0 = full resolution)."""
         height, width = level_shape(self.config.height, self.config.width, level)
         means, conics, colors = self.level_gaussians(level, attributes)
@@ -182,8 +213,10 @@ class SGIModel(nn.Module):
 
     def describe(self) -> str:
         c = self.config
-        return (f"{c.seed_count} seeds x {c.gaussians_per_seed} = {c.gaussians} Gaussians, "
-                f"F={c.feature_dim}, {c.channels} channel(s), {c.height}x{c.width}")
+        return (
+            f"{c.seed_count} seeds x {c.gaussians_per_seed} = {c.gaussians} Gaussians, "
+            f"F={c.feature_dim}, {c.channels} channel(s), {c.height}x{c.width}"
+        )
 
 
 def log2_level_factor(level: int) -> float:

@@ -25,7 +25,7 @@ def gaussian_pixel_bounds(
 ) -> torch.Tensor:  # [P, 4] int32 (x0, y0, x1, y1)
     """Pixel box ``[x0, x1) x [y0, y1)`` of the tiles a Gaussian touches, clipped to the image.
 
-    The radius is ``ceil(3 * sqrt(lambda_max))`` of the covariance (the inverse of the conic), with the
+    The radius is ``ceil(3 * sqrt(lambda_max))`` of the covariance (the conic's inverse), with the
     eigenvalue floor of the reference rasterizer; Gaussians whose conic is not positive definite, or
     whose box is empty, get an empty box and are never rendered.
 
@@ -40,7 +40,9 @@ def gaussian_pixel_bounds(
         means = means.double()
         a, b, c = conics.double().unbind(-1)
         det_conic = a * c - b * b
-        valid = (det_conic > 0) & (a > 0) & torch.isfinite(det_conic) & torch.isfinite(means).all(-1)
+        valid = (
+            (det_conic > 0) & (a > 0) & torch.isfinite(det_conic) & torch.isfinite(means).all(-1)
+        )
         safe_det = torch.where(valid, det_conic, torch.ones_like(det_conic))
         cov_xx, cov_yy = c / safe_det, a / safe_det
         det_cov = 1.0 / safe_det

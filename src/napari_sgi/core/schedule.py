@@ -56,10 +56,14 @@ class Schedule:
     @property
     def stages(self) -> list[Stage]:
         weights = [1] + [2] * (self.levels - 1)
-        bounds = [round(self.iterations * sum(weights[:i]) / sum(weights))
-                  for i in range(self.levels + 1)]
-        return [Stage(self.levels - 1 - i, bounds[i], bounds[i + 1]) for i in range(self.levels)
-                if bounds[i + 1] > bounds[i]]
+        bounds = [
+            round(self.iterations * sum(weights[:i]) / sum(weights)) for i in range(self.levels + 1)
+        ]
+        return [
+            Stage(self.levels - 1 - i, bounds[i], bounds[i + 1])
+            for i in range(self.levels)
+            if bounds[i + 1] > bounds[i]
+        ]
 
     def stage_at(self, step: int) -> Stage:
         for stage in self.stages:

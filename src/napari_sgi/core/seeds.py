@@ -1,4 +1,4 @@
-"""Seed positions on a jittered grid, regenerated exactly from a stored RNG seed (zero bits in a file)."""
+"""Seed positions on a jittered grid, regenerated exactly from a stored RNG seed (zero bits)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class SeedGrid:
     """Everything needed to regenerate the seed positions bit for bit.
 
     Positions are in full-resolution pixels (x = column, y = row, pixel centres at +0.5). Unlike the
-    reference, they are not snapped to integer pixel corners: nothing codes them, they are regenerated.
+    reference, they are not snapped to integer pixel corners: nothing codes them.
 
     Examples
     --------
@@ -53,12 +53,17 @@ class SeedGrid:
         return np.stack([x[keep], y[keep]], axis=1).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"height": self.height, "width": self.width, "count": self.count,
-                "rng_seed": self.rng_seed}
+        return {
+            "height": self.height,
+            "width": self.width,
+            "count": self.count,
+            "rng_seed": self.rng_seed,
+        }
 
 
-def seed_count_for_density(height: int, width: int, gaussians_per_pixel: float,
-                           gaussians_per_seed: int) -> int:
+def seed_count_for_density(
+    height: int, width: int, gaussians_per_pixel: float, gaussians_per_seed: int
+) -> int:
     """Seeds needed for ``gaussians_per_pixel`` Gaussians per full-resolution pixel.
 
     Examples

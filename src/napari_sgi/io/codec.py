@@ -2,7 +2,7 @@
 
 What is stored per slice: the MLP weights (float16), the binarised hash grid (one Bernoulli-coded
 bit per entry) and the quantised seed attributes (discretised-Gaussian coded, with means, scales and
-steps from the context model). Seed positions are regenerated from the model configuration: zero bits.
+steps from the context model). Seed positions are regenerated from the model configuration.
 
 Exactness: the encoder installs in its model exactly the values the decoder will rebuild (float16
 weights, +-1 grid, ``symbol * step``) before it renders and measures, so the decoded image is the
@@ -80,11 +80,16 @@ def coding_distributions(model: SGIModel) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def _install(model: SGIModel, groups: dict[str, np.ndarray]) -> Attributes:
-    shapes = {"features": model.features.shape, "log_scaling": model.log_scaling.shape,
-              "offsets": model.offsets.shape}
+    shapes = {
+        "features": model.features.shape,
+        "log_scaling": model.log_scaling.shape,
+        "offsets": model.offsets.shape,
+    }
     with torch.no_grad():
         for name, values in groups.items():
-            getattr(model, name).copy_(torch.from_numpy(values.astype(np.float32)).reshape(shapes[name]))
+            getattr(model, name).copy_(
+                torch.from_numpy(values.astype(np.float32)).reshape(shapes[name])
+            )
     return model.attributes()
 
 
@@ -99,8 +104,10 @@ def encode_model(model: SGIModel) -> dict[str, bytes]:
     distributions = coding_distributions(model)
     decoded = {}
     with torch.no_grad():
-        values = {name: v.detach().double().cpu().numpy() for name, v in
-                  model.attributes().as_groups().items()}
+        values = {
+            name: v.detach().double().cpu().numpy()
+            for name, v in model.attributes().as_groups().items()
+        }
     for name in GROUPS:
         mean, scale, step = distributions[name]
         symbols = np.rint(values[name].ravel() / step).astype(np.int64)
@@ -122,7 +129,7 @@ def decode_model(config: ModelConfig, sections: dict[str, bytes]) -> SGIModel:
     with torch.no_grad():
         start = 0
         for param in _weights(model):
-            chunk = half[start:start + param.numel()].astype(np.float32)
+            chunk = half[start : start + param.numel()].astype(np.float32)
             param.copy_(torch.from_numpy(chunk).reshape(param.shape))
             start += param.numel()
         table = model.context.grid.table

@@ -64,11 +64,15 @@ class CompressResult:
 
     def summary(self) -> dict:
         return {
-            "path": str(self.path), "bytes": self.bytes, "bpp": round(self.bpp, 5),
+            "path": str(self.path),
+            "bytes": self.bytes,
+            "bpp": round(self.bpp, 5),
             "compression_ratio": round(self.compression_ratio, 3),
             "psnr": round(self.psnr, 4) if math.isfinite(self.psnr) else None,
-            "ssim": round(self.ssim, 6), "seconds": round(self.seconds, 3),
-            "n_slices": self.n_slices, "gaussians": self.gaussians,
+            "ssim": round(self.ssim, 6),
+            "seconds": round(self.seconds, 3),
+            "n_slices": self.n_slices,
+            "gaussians": self.gaussians,
             "slice_psnr": [round(p, 4) if math.isfinite(p) else None for p in self.slice_psnr],
         }
 
@@ -133,8 +137,9 @@ def compress_slice(
                 progress(base + event.step, total, event.psnr)
 
         start = start_models[number] if start_models else None
-        model = fit(target, config, model=start, progress=report, cancel=cancel,
-                    backend=backend).model
+        model = fit(
+            target, config, model=start, progress=report, cancel=cancel, backend=backend
+        ).model
         sections = encode_model(model)
         with torch.no_grad():
             render = model.render(0, backend=backend).clamp(0, 1)
@@ -147,21 +152,33 @@ def compress_slice(
         ssim_sum += ssim(core_measured, core_target) * n_core
         pixels += n_core
         gaussians += model.config.gaussians
-        out.append({"region": region.to_dict(), "sections": sections,
-                    "model": model.config.to_dict()})
+        out.append(
+            {"region": region.to_dict(), "sections": sections, "model": model.config.to_dict()}
+        )
     mse = squared_error / pixels
-    return {"regions": out, "mse": mse, "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
-            "ssim": ssim_sum / pixels, "gaussians": gaussians}
+    return {
+        "regions": out,
+        "mse": mse,
+        "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
+        "ssim": ssim_sum / pixels,
+        "gaussians": gaussians,
+    }
 
 
-def _slice_task(source: ImageSource, key, config, value_range, device, backend,
-                regions) -> dict:
+def _slice_task(source: ImageSource, key, config, value_range, device, backend, regions) -> dict:
     # Runs on a dask worker: reads its own slice so that no pixels travel through the scheduler.
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("NAPARI_SGI_THREADS", "1"))))
-    return compress_slice(source.read_slice(key), config, value_range, device=device,
-                          backend=backend, region_size=regions[0], region_margin=regions[1])
+    return compress_slice(
+        source.read_slice(key),
+        config,
+        value_range,
+        device=device,
+        backend=backend,
+        region_size=regions[0],
+        region_margin=regions[1],
+    )
 
 
 class _Parts:
@@ -203,12 +220,20 @@ class _Parts:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _fingerprint(source: ImageSource, config: FitConfig, value_range: ValueRange,
-                 regions: tuple[int, int]) -> str:
-    description = json.dumps({"layout": source.to_header(), "fit": config.to_dict(),
-                              "regions": list(regions),
-                              "range": [value_range.low, value_range.high],
-                              "encoder": __version__}, sort_keys=True, default=str)
+def _fingerprint(
+    source: ImageSource, config: FitConfig, value_range: ValueRange, regions: tuple[int, int]
+) -> str:
+    description = json.dumps(
+        {
+            "layout": source.to_header(),
+            "fit": config.to_dict(),
+            "regions": list(regions),
+            "range": [value_range.low, value_range.high],
+            "encoder": __version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(description.encode()).hexdigest()
 
 
@@ -309,11 +334,35 @@ def compress(
     todo = [i for i in range(len(keys)) if i not in done]
     try:
         if client is not None:
-            _run_distributed(client, source, keys, todo, config, value_range, device, backend,
-                             parts, progress, is_cancelled, regions)
+            _run_distributed(
+                client,
+                source,
+                keys,
+                todo,
+                config,
+                value_range,
+                device,
+                backend,
+                parts,
+                progress,
+                is_cancelled,
+                regions,
+            )
         else:
-            _run_local(source, keys, todo, config, value_range, device, backend, parts,
-                       progress, is_cancelled, regions, warm)
+            _run_local(
+                source,
+                keys,
+                todo,
+                config,
+                value_range,
+                device,
+                backend,
+                parts,
+                progress,
+                is_cancelled,
+                regions,
+                warm,
+            )
     except FitCancelled:
         parts.remove()  # asked to stop: leave nothing behind (an interruption keeps the parts)
         raise
@@ -333,8 +382,10 @@ def _with_metadata(source: ImageSource, scale, units, channel_names) -> ImageSou
             continue
         values = tuple(values)
         if len(values) != len(source.shape):
-            raise ValueError(f"{name} needs one value per axis of the data ({len(source.shape)}), "
-                             f"got {len(values)}")
+            raise ValueError(
+                f"{name} needs one value per axis of the data ({len(source.shape)}), "
+                f"got {len(values)}"
+            )
         order = source.source_axes or source.axes
         changes[name] = tuple(values[order.index(a)] for a in source.axes)
     if channel_names is not None:
@@ -342,16 +393,30 @@ def _with_metadata(source: ImageSource, scale, units, channel_names) -> ImageSou
     return dataclasses.replace(source, **changes) if changes else source
 
 
-def _run_local(source, keys, todo, config, value_range, device, backend, parts, progress,
-               is_cancelled, regions, warm) -> None:
+def _run_local(
+    source,
+    keys,
+    todo,
+    config,
+    value_range,
+    device,
+    backend,
+    parts,
+    progress,
+    is_cancelled,
+    regions,
+    warm,
+) -> None:
     n = len(keys)
     n_regions = len(plan_regions(*source.slice_shape[:2], *regions))
     warm_config = None
     if warm is not None:
-        warm_config = config.with_overrides(iterations=max(1, round(warm * config.iterations)),
-                                            levels=1)
+        warm_config = config.with_overrides(
+            iterations=max(1, round(warm * config.iterations)), levels=1
+        )
     slice_steps = [config.iterations * n_regions] + [
-        (warm_config or config).iterations * n_regions] * (n - 1)
+        (warm_config or config).iterations * n_regions
+    ] * (n - 1)
     total = sum(slice_steps)
     for index in todo:
         base = sum(slice_steps[:index])
@@ -365,10 +430,18 @@ def _run_local(source, keys, todo, config, value_range, device, backend, parts, 
             # From the previous slice as decoded from its part: the same start whether this run
             # fitted that slice or an earlier, interrupted run did.
             start_models, slice_config = _decoded_models(parts.load(index - 1)), warm_config
-        result = compress_slice(source.read_slice(keys[index]), slice_config, value_range,
-                                device=device, backend=backend, progress=report,
-                                cancel=is_cancelled, region_size=regions[0],
-                                region_margin=regions[1], start_models=start_models)
+        result = compress_slice(
+            source.read_slice(keys[index]),
+            slice_config,
+            value_range,
+            device=device,
+            backend=backend,
+            progress=report,
+            cancel=is_cancelled,
+            region_size=regions[0],
+            region_margin=regions[1],
+            start_models=start_models,
+        )
         parts.save(index, result)
 
 
@@ -376,12 +449,26 @@ def _decoded_models(result: dict) -> list:
     from ..core.model import ModelConfig
     from .codec import decode_model
 
-    return [decode_model(ModelConfig.from_dict(region["model"]), region["sections"])
-            for region in result["regions"]]
+    return [
+        decode_model(ModelConfig.from_dict(region["model"]), region["sections"])
+        for region in result["regions"]
+    ]
 
 
-def _run_distributed(client, source, keys, todo, config, value_range, device, backend, parts,
-                     progress, is_cancelled, regions) -> None:
+def _run_distributed(
+    client,
+    source,
+    keys,
+    todo,
+    config,
+    value_range,
+    device,
+    backend,
+    parts,
+    progress,
+    is_cancelled,
+    regions,
+) -> None:
     from distributed import as_completed
 
     n = len(keys)
@@ -394,9 +481,17 @@ def _run_distributed(client, source, keys, todo, config, value_range, device, ba
     def submit() -> None:
         while pending and len(futures) < window:
             index = pending.pop(0)
-            future = client.submit(_slice_task, source, keys[index], config, value_range,
-                                   device, backend, regions,
-                                   key=f"napari-sgi-slice-{index}-{id(parts)}")
+            future = client.submit(
+                _slice_task,
+                source,
+                keys[index],
+                config,
+                value_range,
+                device,
+                backend,
+                regions,
+                key=f"napari-sgi-slice-{index}-{id(parts)}",
+            )
             futures[future] = index
 
     submit()
@@ -428,10 +523,13 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
     slice_shape = source.slice_shape
     height, width = slice_shape[0], slice_shape[1]
     header = {
-        "kind": FILE_KIND, "encoder_version": __version__, "layout": layout,
+        "kind": FILE_KIND,
+        "encoder_version": __version__,
+        "layout": layout,
         "value_range": [value_range.low, value_range.high],
         "contrast_limits": list(contrast_limits or (value_range.low, value_range.high)),
-        "fit": config.to_dict(), "n_slices": len(keys),
+        "fit": config.to_dict(),
+        "n_slices": len(keys),
     }
     slices, mses, ssims, gaussians = [], [], [], 0
     with SGIWriter(path, header) as writer:
@@ -440,25 +538,36 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
             entries = []
             for number, region in enumerate(result["regions"]):
                 for name in MODEL_SECTIONS:
-                    writer.add_section(f"slice/{index}/r{number}/{name}",
-                                       region["sections"][name])
+                    writer.add_section(f"slice/{index}/r{number}/{name}", region["sections"][name])
                 entries.append({**region["region"], "model": region["model"]})
-            slices.append({"key": list(key), "regions": entries,
-                           "psnr": _finite_or_none(result["psnr"]), "ssim": result["ssim"]})
+            slices.append(
+                {
+                    "key": list(key),
+                    "regions": entries,
+                    "psnr": _finite_or_none(result["psnr"]),
+                    "ssim": result["ssim"],
+                }
+            )
             mses.append(result["mse"])
             ssims.append(result["ssim"])
             gaussians += result["gaussians"]
         overall = 10 * math.log10(1 / np.mean(mses)) if np.mean(mses) > 0 else math.inf
         writer.header["slices"] = slices
-        writer.header["quality"] = {"psnr": _finite_or_none(overall),
-                                    "ssim": float(np.mean(ssims))}
+        writer.header["quality"] = {"psnr": _finite_or_none(overall), "ssim": float(np.mean(ssims))}
     size = path.stat().st_size
     pixels = len(keys) * height * width
     original = math.prod(source.shape) * np.dtype(source.dtype).itemsize
     return CompressResult(
-        path=path, bytes=size, bpp=8 * size / pixels, compression_ratio=original / size,
-        psnr=overall, ssim=float(np.mean(ssims)),
+        path=path,
+        bytes=size,
+        bpp=8 * size / pixels,
+        compression_ratio=original / size,
+        psnr=overall,
+        ssim=float(np.mean(ssims)),
         slice_psnr=[math.inf if s["psnr"] is None else s["psnr"] for s in slices],
-        slice_ssim=ssims, seconds=0.0, n_slices=len(keys), gaussians=gaussians,
+        slice_ssim=ssims,
+        seconds=0.0,
+        n_slices=len(keys),
+        gaussians=gaussians,
         config=config.to_dict(),
     )

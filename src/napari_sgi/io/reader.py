@@ -21,16 +21,30 @@ from .regions import Region
 
 CHUNK = 512
 MIN_LEVEL_SIDE = 256
-_LIMITS = {"height": 1 << 24, "width": 1 << 24, "channels": 64, "feature_dim": 1024,
-           "gaussians_per_seed": 256, "seed_count": 1 << 28, "levels": 8, "grid_levels": 12,
-           "grid_features": 16, "grid_log2_table": 24, "rng_seed": 1 << 62}
+_LIMITS = {
+    "height": 1 << 24,
+    "width": 1 << 24,
+    "channels": 64,
+    "feature_dim": 1024,
+    "gaussians_per_seed": 256,
+    "seed_count": 1 << 28,
+    "levels": 8,
+    "grid_levels": 12,
+    "grid_features": 16,
+    "grid_log2_table": 24,
+    "rng_seed": 1 << 62,
+}
 
 
 def model_config_from_header(data: dict):
     """A :class:`ModelConfig` from a file's header, refusing absurd values before any allocation."""
     from ..core.model import ModelConfig
 
-    if not isinstance(data, dict) or set(data) - set(_LIMITS) or not {"height", "width"} <= set(data):
+    if (
+        not isinstance(data, dict)
+        or set(data) - set(_LIMITS)
+        or not {"height", "width"} <= set(data)
+    ):
         raise SGIFormatError(f"invalid model configuration in the header: {data!r:.200}")
     for name, value in data.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _LIMITS[name]:
@@ -116,8 +130,10 @@ class SGIFile:
                 self._models.move_to_end(key)
                 return self._models[key]
         config = model_config_from_header(self.slices[index]["regions"][region]["model"])
-        sections = {name: self._reader.read_section(f"slice/{index}/r{region}/{name}")
-                    for name in MODEL_SECTIONS}
+        sections = {
+            name: self._reader.read_section(f"slice/{index}/r{region}/{name}")
+            for name in MODEL_SECTIONS
+        }
         try:
             model = decode_model(config, sections)
         except ValueError as error:
@@ -146,8 +162,9 @@ class SGIFile:
                 self._renders.popitem(last=False)
         return render
 
-    def render_region(self, index: int, level: int, y0: int, y1: int, x0: int,
-                      x1: int) -> np.ndarray:
+    def render_region(
+        self, index: int, level: int, y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
         """Pixels ``[y0:y1, x0:x1]`` of slice ``index`` at ``level``, in the file's dtype.
 
         Each pixel comes from the model whose core holds it, rendered over its own box exactly as
@@ -171,8 +188,9 @@ class SGIFile:
                 continue
             top, _, left, _ = region.core_in_box(level)
             render = self._region_render(index, number, level)
-            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = render[
-                top + iy0 - cy0:top + iy1 - cy0, left + ix0 - cx0:left + ix1 - cx0]
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = render[
+                top + iy0 - cy0 : top + iy1 - cy0, left + ix0 - cx0 : left + ix1 - cx0
+            ]
         array = self.value_range.denormalize(out if self.rgb else out[:, :, 0])
         with self._lock:
             self._chunks[key] = array
@@ -199,12 +217,19 @@ class SGIFile:
         for level in range(n_levels):
             height, width = self.level_shape(level)
             shape = (*self.lead_shape, height, width, *self.slice_shape[2:])
-            chunks = ((1,) * len(self.lead_shape) + (CHUNK, CHUNK)
-                      + tuple(self.slice_shape[2:]))
+            chunks = (1,) * len(self.lead_shape) + (CHUNK, CHUNK) + tuple(self.slice_shape[2:])
             source = _LevelSource(self, level, shape, dtype)
-            arrays.append(da.from_array(source, chunks=chunks, asarray=False, fancy=False,
-                                        lock=False, name=f"sgi-{self.path.name}-{id(self)}-{level}",
-                                        meta=np.empty((0,) * len(shape), dtype)))
+            arrays.append(
+                da.from_array(
+                    source,
+                    chunks=chunks,
+                    asarray=False,
+                    fancy=False,
+                    lock=False,
+                    name=f"sgi-{self.path.name}-{id(self)}-{level}",
+                    meta=np.empty((0,) * len(shape), dtype),
+                )
+            )
         return arrays
 
     def close(self) -> None:
@@ -227,19 +252,23 @@ class _LevelSource:
     def __getitem__(self, key: tuple) -> np.ndarray:
         n_lead = len(self.file.lead_shape)
         key = tuple(key) + (slice(None),) * (self.ndim - len(key))
-        lead = [range(*k.indices(n)) for k, n in zip(key[:n_lead], self.shape[:n_lead], strict=True)]
+        lead = [
+            range(*k.indices(n)) for k, n in zip(key[:n_lead], self.shape[:n_lead], strict=True)
+        ]
         ys = range(*key[n_lead].indices(self.shape[n_lead]))
         xs = range(*key[n_lead + 1].indices(self.shape[n_lead + 1]))
         if ys.step != 1 or xs.step != 1:
             raise IndexError("strided reads are not supported")
-        out = np.empty((*[len(r) for r in lead], len(ys), len(xs), *self.shape[n_lead + 2:]),
-                       self.dtype)
+        out = np.empty(
+            (*[len(r) for r in lead], len(ys), len(xs), *self.shape[n_lead + 2 :]), self.dtype
+        )
         for position in np.ndindex(*[len(r) for r in lead]):
             index_tuple = tuple(r[p] for r, p in zip(lead, position, strict=True))
             index = int(np.ravel_multi_index(index_tuple, self.file.lead_shape)) if n_lead else 0
-            out[position] = self.file.render_region(index, self.level, ys.start, ys.stop,
-                                                    xs.start, xs.stop)
-        return out[(Ellipsis, *key[n_lead + 2:])] if self.ndim > n_lead + 2 else out
+            out[position] = self.file.render_region(
+                index, self.level, ys.start, ys.stop, xs.start, xs.stop
+            )
+        return out[(Ellipsis, *key[n_lead + 2 :])] if self.ndim > n_lead + 2 else out
 
 
 @dataclass
@@ -281,11 +310,16 @@ def open_sgi(path: str | Path, *, n_levels: int | None = None) -> SGIImage:
     scale = layout.get("scale")
     has_scale = scale is not None and any(s is not None for s in scale)
     return SGIImage(
-        levels=file.levels(n_levels), axes=file.axes,
+        levels=file.levels(n_levels),
+        axes=file.axes,
         scale=tuple(1.0 if s is None else s for s in scale) if has_scale else None,
-        units=tuple(layout.get("units") or ()) or None, rgb=file.rgb,
-        contrast_limits=tuple(file.header.get("contrast_limits") or
-                              (file.value_range.low, file.value_range.high)),
-        name=Path(path).stem, metadata=file.header,
-        slice_psnr=[s.get("psnr") for s in file.slices], file=file,
+        units=tuple(layout.get("units") or ()) or None,
+        rgb=file.rgb,
+        contrast_limits=tuple(
+            file.header.get("contrast_limits") or (file.value_range.low, file.value_range.high)
+        ),
+        name=Path(path).stem,
+        metadata=file.header,
+        slice_psnr=[s.get("psnr") for s in file.slices],
+        file=file,
     )

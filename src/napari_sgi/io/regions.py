@@ -27,7 +27,7 @@ class Region:
         return self.box[1] - self.box[0], self.box[3] - self.box[2]
 
     def core_in_box(self, level: int = 0) -> tuple[int, int, int, int]:
-        """The core in the box's own pixels at pyramid ``level`` (margins are multiples of 2^level)."""
+        """The core in the box's own pixels at pyramid ``level`` (margins: multiples of 2^level)."""
         from ..core.image import level_shape
 
         factor = 2**level
@@ -46,8 +46,9 @@ class Region:
         return cls(tuple(int(v) for v in data["core"]), tuple(int(v) for v in data["box"]))
 
 
-def plan_regions(height: int, width: int, size: int = REGION_SIZE,
-                 margin: int = REGION_MARGIN) -> list[Region]:
+def plan_regions(
+    height: int, width: int, size: int = REGION_SIZE, margin: int = REGION_MARGIN
+) -> list[Region]:
     """Cores of at most ``size`` pixels a side (row-major) and their boxes with ``margin``.
 
     ``size`` and ``margin`` must be multiples of 32, so that cores and boxes stay aligned with the
@@ -68,7 +69,11 @@ def plan_regions(height: int, width: int, size: int = REGION_SIZE,
         for col in range(math.ceil(width / size)):
             y0, x0 = row * size, col * size
             y1, x1 = min(y0 + size, height), min(x0 + size, width)
-            box = (max(0, y0 - margin), min(height, y1 + margin),
-                   max(0, x0 - margin), min(width, x1 + margin))
+            box = (
+                max(0, y0 - margin),
+                min(height, y1 + margin),
+                max(0, x0 - margin),
+                min(width, x1 + margin),
+            )
             regions.append(Region((y0, y1, x0, x1), box))
     return regions

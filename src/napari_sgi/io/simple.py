@@ -22,12 +22,18 @@ def write_image_file(path: str | Path, image: np.ndarray) -> Path:
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, image, photometric="rgb" if image.ndim == 3 and image.shape[-1] in (3, 4) else None)
+        tifffile.imwrite(
+            path,
+            image,
+            photometric="rgb" if image.ndim == 3 and image.shape[-1] in (3, 4) else None,
+        )
     elif suffix == ".png":
         from PIL import Image
 
         if image.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"PNG holds uint8 or uint16 images, not {image.dtype}; use .tif or .npy")
+            raise ValueError(
+                f"PNG holds uint8 or uint16 images, not {image.dtype}; use .tif or .npy"
+            )
         Image.fromarray(image).save(path)
     elif suffix == ".npy":
         np.save(path, image)
