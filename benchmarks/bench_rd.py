@@ -1,0 +1,534 @@
+"""Rate-distortion of napari-sgi against JPEG, JPEG 2000 and JPEG XL on the real sample images.
+
+Run:  python benchmarks/bench_rd.py [--images ihc nuclei zslice] [--iterations 1500]
+          [--lambdas 0.0005 0.002 0.008 0.03] [--densities 0.03 0.07] [--feature-dims 50]
+          [--points [IMAGE/]F:DENSITY:LAMBDA ...] [--cache results.jsonl] [--json] [--no-record]
+
+napari-sgi is run at every (feature_dim, density, lambda) of the grid (or of ``--points``); each
+fit writes a real `.sgi` file, whose size on disk is its rate and whose decoded pixels (read back
+with the reader) give its PSNR and SSIM. The baselines are swept over their quality settings with
+imagecodecs; their PSNR at napari-sgi's rate is interpolated (linearly in log bpp) on their sweep.
+
+PSNR is relative to the data range, as napari-sgi measures it (uint8: 255; other dtypes: max - min
+of the original); SSIM is napari_sgi.core.metrics.ssim on the images normalised to that range.
+bpp = 8 * bytes / (height * width), whatever the number of channels. 16-bit images are given to
+JPEG 2000 and JPEG XL as 16-bit data stretched to the full 0..65535 range (as napari-sgi
+normalises to its range), and to JPEG as 8-bit data stretched to 0..255; every decoded image is
+mapped back to the original units before it is measured.
+
+Results are printed (one JSON object per line with --json), plotted in docs/images/rd_<image>.png
+and recorded in docs/benchmarks.md ("rd"). With --cache, every napari-sgi point is appended to a
+JSON-lines file as soon as it is measured, and points already there (same image, preset,
+iterations, feature_dim, density and lambda) are not fitted again; nor are the baseline
+sweeps of an image already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import git_revision, machine_description, record_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+IMAGES_DIR = ROOT / "docs" / "images"
+IMAGES = {
+    "ihc": ("ihc_skimage_colon.png", "RGB IHC 512x512 uint8", None),
+    "nuclei": ("fluo_nuclei2d_stardist_dsb2018.tif", "nuclei 512x512 uint16 (values 0..235)", None),
+    "zslice": ("fluo_nuclei3d_zstack_napari_bio.tif", "z-stack slice 30, 256x256 uint16", 30),
+}
+# Quality sweeps: JPEG quality, JPEG 2000 target PSNR of its single layer (dB), JPEG XL distance.
+JPEG_QUALITIES = (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 98)
+JPEG2K_PSNR = (18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50, 55, 60)
+JPEGXL_DISTANCES = (25.0, 18.0, 13.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.7,
+                    0.5, 0.3, 0.15)
+CODECS = ("JPEG", "JPEG 2000", "JPEG XL")
+SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
+SUMMARY_BPP = (0.25, 0.5, 1.0, 2.0)
+
+
+def load(name: str) -> np.ndarray:
+    file, _, index = IMAGES[name]
+    path = DATA / file
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image)
+    import tifffile
+
+    array = tifffile.imread(path)
+    return array[index] if index is not None else array
+
+
+def quality(decoded: np.ndarray, original: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of ``decoded`` against ``original``, relative to the original's range."""
+    from napari_sgi.core.image import ValueRange, to_tensor
+    from napari_sgi.core.metrics import psnr, ssim
+
+    value_range = ValueRange.of(original)
+    a, b = to_tensor(decoded, value_range), to_tensor(original, value_range)
+    return psnr(a, b), ssim(a, b)
+
+
+# -- baselines ---------------------------------------------------------------------------------
+def _stretch(image: np.ndarray, top: int, dtype) -> np.ndarray:
+    low, high = float(image.min()), float(image.max())
+    span = high - low if high > low else 1.0
+    return np.rint((image.astype(np.float64) - low) / span * top).astype(dtype)
+
+
+def _unstretch(coded: np.ndarray, original: np.ndarray, top: int) -> np.ndarray:
+    low, high = float(original.min()), float(original.max())
+    span = high - low if high > low else 1.0
+    values = coded.astype(np.float64) / top * span + low
+    info = np.iinfo(original.dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(original.dtype)
+
+
+def baseline_sweep(image: np.ndarray) -> dict[str, list[dict]]:
+    """Every codec at every setting of its sweep: bpp, PSNR, SSIM."""
+    import imagecodecs as ic
+
+    pixels = image.shape[0] * image.shape[1]
+    eight_bit = image.dtype == np.uint8
+    # uint8 data is coded as it is; other integer data is stretched to the codec's full range.
+    as8 = image if eight_bit else _stretch(image, 255, np.uint8)
+    as16 = image if eight_bit else _stretch(image, 65535, np.uint16)
+    top = 255 if eight_bit else 65535
+
+    def back8(decoded):
+        return decoded if eight_bit else _unstretch(decoded, image, 255)
+
+    def back16(decoded):
+        return decoded if eight_bit else _unstretch(decoded, image, top)
+
+    plans = {
+        "JPEG": [(f"q={q}", lambda q=q: ic.jpeg8_encode(as8, level=q),
+                  lambda b: back8(ic.jpeg8_decode(b))) for q in JPEG_QUALITIES],
+        "JPEG 2000": [(f"psnr={p}", lambda p=p: ic.jpeg2k_encode(as16, level=p),
+                       lambda b: back16(ic.jpeg2k_decode(b))) for p in JPEG2K_PSNR],
+        "JPEG XL": [(f"d={d}", lambda d=d: ic.jpegxl_encode(as16, distance=d),
+                     lambda b: back16(ic.jpegxl_decode(b))) for d in JPEGXL_DISTANCES],
+    }
+    out = {}
+    for codec, settings in plans.items():
+        rows = []
+        for setting, encode, decode in settings:
+            data = encode()
+            decoded = decode(data)
+            if decoded.shape != image.shape:
+                raise RuntimeError(f"{codec} {setting}: decoded shape {decoded.shape}")
+            p, s = quality(decoded, image)
+            rows.append({"codec": codec, "setting": setting, "bytes": len(data),
+                         "bpp": 8 * len(data) / pixels, "psnr": p, "ssim": s})
+        out[codec] = sorted(rows, key=lambda r: r["bpp"])
+    return out
+
+
+def at_rate(rows: list[dict], bpp: float, key: str = "psnr") -> float | None:
+    """``key`` of a sweep interpolated at ``bpp`` (linear in log bpp); None outside the sweep."""
+    xs = np.log([r["bpp"] for r in rows])
+    ys = np.array([r[key] for r in rows])
+    x = math.log(bpp)
+    if not rows or x < xs.min() - 1e-9 or x > xs.max() + 1e-9:
+        return None
+    order = np.argsort(xs)
+    return float(np.interp(x, xs[order], ys[order]))
+
+
+# -- napari-sgi --------------------------------------------------------------------------------
+def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iterations: int,
+              feature_dim: int, density: float, lmbda: float) -> dict:
+    from napari_sgi.io.container import SGIReader
+    from napari_sgi.io.pipeline import compress
+    from napari_sgi.io.reader import SGIFile
+
+    path = folder / f"{name}-F{feature_dim}-d{density}-l{lmbda}.sgi"
+    result = compress(image, path, preset=preset, device="cpu", iterations=iterations,
+                      feature_dim=feature_dim, density=density, lmbda=lmbda)
+    info = SGIReader(path).info()
+    parts = info.grouped()
+    sgi = SGIFile(path)
+    decoded = sgi.render_slice(0)
+    sgi.close()
+    p, s = quality(decoded, image)
+    row = {"codec": "napari-sgi", "image": name, "preset": preset, "iterations": iterations,
+           "feature_dim": feature_dim, "density": density, "lmbda": lmbda,
+           "gaussians": result.gaussians, "bytes": result.bytes, "bpp": result.bpp,
+           "psnr": p, "ssim": s, "psnr_encoder": result.psnr, "ssim_encoder": result.ssim,
+           "seconds": result.seconds, "revision": git_revision(),
+           "sections": {k: parts.get(k, 0) for k in SECTIONS},
+           "header_index": sum(info.overhead.values())}
+    if info.total != result.bytes:
+        row["size_mismatch"] = [info.total, result.bytes]
+    return row
+
+
+def _key(row: dict) -> tuple:
+    return (row["image"], row["preset"], row["iterations"], row["feature_dim"],
+            float(row["density"]), float(row["lmbda"]))
+
+
+SWEEP_SETTINGS = [list(JPEG_QUALITIES), list(JPEG2K_PSNR), list(JPEGXL_DISTANCES)]
+
+
+def _sweep_key(name: str) -> tuple:
+    return ("baselines", name)
+
+
+def _load_cache(path: Path | None) -> dict:
+    if path is None or not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row["codec"] == "baselines":
+            if row["settings"] == SWEEP_SETTINGS:  # the same sweep as this script's
+                out[_sweep_key(row["image"])] = row["sweeps"]
+        else:
+            out[_key(row)] = row
+    return out
+
+
+def _append(path: Path | None, row: dict) -> None:
+    if path is not None:
+        with open(path, "a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+# -- output ------------------------------------------------------------------------------------
+def plot(name: str, sweeps: dict, points: list[dict], path: Path, channels: int, size: int,
+         preset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
+    styles = {"JPEG": ("tab:red", "o"), "JPEG 2000": ("tab:blue", "s"),
+              "JPEG XL": ("tab:green", "^")}
+    for codec, rows in sweeps.items():
+        color, marker = styles[codec]
+        ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], marker=marker, ms=3.5,
+                lw=1.2, color=color, label=codec)
+    markers = {}
+    for r in points:
+        f = r["feature_dim"]
+        markers.setdefault(f, "D*PXv<>"[len(markers) % 7])
+    for f, marker in markers.items():
+        rows = sorted([r for r in points if r["feature_dim"] == f], key=lambda r: r["bpp"])
+        ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], ls=":", lw=1,
+                marker=marker, ms=7, color="black",
+                label=f"napari-sgi F={f} ({rows[0]['iterations']} steps)")
+        for r in rows:
+            ax.annotate(f"d={r['density']:g}\nλ={r['lmbda']:g}", (r["bpp"], r["psnr"]),
+                        textcoords="offset points", xytext=(5, -14), fontsize=6.5)
+        fixed = 8 * (r["sections"]["weights"] + r["header_index"]) / _pixels(name)
+        ax.axvline(fixed, color="grey", lw=0.8, ls="--")
+        ax.annotate(f"F={f}: weights + header = {fixed:.2f} bpp", (fixed, 0.03),
+                    xycoords=("data", "axes fraction"), fontsize=6.5, color="grey",
+                    rotation=90, va="bottom", ha="right", xytext=(-2, 0),
+                    textcoords="offset points")
+    from napari_sgi.core.presets import get_preset
+
+    default_f = get_preset(preset).feature_dim
+    if default_f not in markers:
+        weights = 8 * weight_bytes(channels, size, default_f) / size**2
+        ax.axvline(weights, color="grey", lw=0.8, ls="-.")
+        ax.annotate(f"F={default_f} ({preset}): weights alone = {weights:.2f} bpp",
+                    (weights, 0.03), xycoords=("data", "axes fraction"), fontsize=6.5,
+                    color="grey", rotation=90, va="bottom", ha="right", xytext=(-2, 0),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    right = max([r["bpp"] for r in points] + [r["bpp"] for rows in sweeps.values() for r in rows])
+    ax.set_xlim(right=right * 1.8)
+    ax.set_xlabel("bits per pixel (8 x file bytes / pixels)")
+    ax.set_ylabel("PSNR (dB, relative to the data range)")
+    ax.set_title(f"Rate-distortion: {IMAGES[name][1]}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+_SHAPES: dict[str, int] = {}
+
+
+def _pixels(name: str) -> int:
+    return _SHAPES[name]
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def bits_per_value(row: dict) -> dict[str, float]:
+    """Coded bits per stored value of each seed-attribute group of a napari-sgi point."""
+    from napari_sgi.core.presets import get_preset
+
+    k = get_preset(row["preset"]).gaussians_per_seed
+    seeds = row["gaussians"] // k
+    values = {"features": row["feature_dim"], "log_scaling": 4, "offsets": 2 * k}
+    return {g: 8 * row["sections"][g] / (seeds * n) for g, n in values.items()}
+
+
+def weight_bytes(channels: int, size: int, feature_dim: int, density: float = 0.07) -> int:
+    """Bytes of the float16 MLP weights (colour, covariance, context) of a model, as stored."""
+    from napari_sgi.core.fit import make_model
+    from napari_sgi.core.presets import get_preset
+    from napari_sgi.io.codec import _weights
+
+    config = get_preset("default").with_overrides(feature_dim=feature_dim, density=density)
+    model = make_model((channels, size, size), config)
+    return 2 * sum(p.numel() for p in _weights(model))
+
+
+def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:
+    shapes = [("512x512 RGB", 3, 512), ("512x512, 1 channel", 1, 512),
+              ("256x256, 1 channel", 1, 256)]
+    lines = ["| F | " + " | ".join(f"{label}: bytes (bpp)" for label, _, _ in shapes) + " |",
+             "|---:|" + "---:|" * len(shapes)]
+    for f in feature_dims:
+        cells = []
+        for _, channels, size in shapes:
+            n = weight_bytes(channels, size, f)
+            cells.append(f"{n:,} ({8 * n / size**2:.2f})")
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def analysis(points: list[dict], all_sweeps: dict) -> list[str]:
+    """What the measured points say, in numbers computed from them."""
+    out = []
+    for name, sweeps in all_sweeps.items():
+        gaps = []
+        for b in SUMMARY_BPP[:3]:
+            j, j2, jx = (at_rate(sweeps[c], b) for c in CODECS)
+            gaps.append("n/a" if None in (j, j2, jx) else f"{j2 - j:+.1f}/{jx - j:+.1f}")
+        rows = sorted([r for r in points if r["image"] == name], key=lambda r: r["bpp"])
+        parts = []
+        for r in rows:
+            s = r["sections"]
+            fixed = 8 * (s["weights"] + s["hash_grid"] + r["header_index"]) / _pixels(name)
+            dj, d2 = r["psnr_JPEG"], r["psnr_JPEG 2000"]
+            top = sweeps["JPEG 2000"][-1]
+            if d2 is None and r["bpp"] > top["bpp"]:
+                parts.append(
+                    f"F={r['feature_dim']}, d={r['density']:g}, λ={r['lmbda']:g}: "
+                    f"{r['bpp']:.2f} bpp of which {fixed:.2f} bpp weights + hash grid + header "
+                    f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
+                    f"{r['psnr']:.2f} dB, where JPEG 2000 already reaches {top['psnr']:.1f} dB "
+                    f"at {top['bpp']:.2f} bpp")
+                continue
+            parts.append(
+                f"F={r['feature_dim']}, d={r['density']:g}, λ={r['lmbda']:g}: {r['bpp']:.2f} bpp "
+                f"of which {fixed:.2f} bpp weights + hash grid + header "
+                f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
+                f"{r['psnr']:.2f} dB; vs JPEG "
+                + ("n/a" if dj is None else f"{r['psnr'] - dj:+.2f} dB")
+                + ", vs JPEG 2000 "
+                + ("n/a" if d2 is None else f"{r['psnr'] - d2:+.2f} dB"))
+        low = [r for r in rows if r["bpp"] <= 0.5]
+        if not low:
+            verdict = "no napari-sgi point reaches 0.5 bpp or below"
+        else:
+            wins = [r for r in low if r["psnr_JPEG"] is not None and r["psnr"] > r["psnr_JPEG"]]
+            verdict = (f"{len(wins)} of {len(low)} napari-sgi points at or below 0.5 bpp beat "
+                       "JPEG")
+        out.append(f"- **{IMAGES[name][1]}**: {verdict}. " + "; ".join(parts)
+                   + ". JPEG 2000 / JPEG XL minus JPEG at "
+                   + ", ".join(f"{b:g}" for b in SUMMARY_BPP[:3]) + " bpp: "
+                   + ", ".join(gaps) + " dB.")
+    return out
+
+
+def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
+    pixels = _pixels(name)
+    lines = [f"### {IMAGES[name][1]}", "", f"![RD curve](images/rd_{name}.png)", "",
+             "napari-sgi points; baselines' PSNR interpolated at the same bpp "
+             "(n/a: below the codec's sweep; > x: above its sweep, whose best point is x dB); "
+             "Δ = napari-sgi minus the codec.", "",
+             "| F | density | λ | steps | Gaussians | bytes | bpp | PSNR | SSIM | JPEG | Δ JPEG "
+             "| JPEG 2000 | Δ J2K | JPEG XL | Δ JXL | fit (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(points, key=lambda r: (r["feature_dim"], r["bpp"])):
+        cells = []
+        for codec in CODECS:
+            other = at_rate(sweeps[codec], r["bpp"])
+            top = sweeps[codec][-1]
+            if other is None and r["bpp"] > top["bpp"]:
+                # Above the sweep: the codec is at least as good as its best point.
+                cells += [f"> {top['psnr']:.2f}", f"< {r['psnr'] - top['psnr']:+.2f}"]
+            else:
+                cells += [_fmt(other), "n/a" if other is None else f"{r['psnr'] - other:+.2f}"]
+        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {r['lmbda']:g} | "
+                     f"{r['iterations']} | {r['gaussians']:,} | {r['bytes']:,} | "
+                     f"{r['bpp']:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                     + " | ".join(cells) + f" | {r['seconds']:.0f} |")
+    lines += ["", "Bytes per part of each `.sgi` file (`SGIReader(path).info().grouped()`; "
+              "header+index = preamble, JSON header and section index):", "",
+              "| F | density | λ | weights | hash_grid | features | log_scaling | offsets "
+              "| header+index | total | weights+header (bpp) | bits/value: features, "
+              "log_scaling, offsets |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(points, key=lambda r: (r["feature_dim"], r["bpp"])):
+        s = r["sections"]
+        fixed = 8 * (s["weights"] + r["header_index"]) / pixels
+        per_value = ", ".join(f"{b:.1f}" for b in bits_per_value(r).values())
+        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {r['lmbda']:g} | "
+                     + " | ".join(f"{s[k]:,}" for k in SECTIONS)
+                     + f" | {r['header_index']:,} | {r['bytes']:,} | {fixed:.3f} | "
+                     f"{per_value} |")
+    lines += ["", "All codecs at fixed rates (PSNR in dB, interpolated on each sweep; napari-sgi "
+              "on the points of each F, n/a where its points do not reach):", "",
+              "| codec | " + " | ".join(f"{b:g} bpp" for b in SUMMARY_BPP) + " |",
+              "|---|" + "---:|" * len(SUMMARY_BPP)]
+    for codec in CODECS:
+        lines.append(f"| {codec} | " + " | ".join(_fmt(at_rate(sweeps[codec], b))
+                                                  for b in SUMMARY_BPP) + " |")
+    for f in sorted({r["feature_dim"] for r in points}, reverse=True):
+        rows = sorted([r for r in points if r["feature_dim"] == f], key=lambda r: r["bpp"])
+        own = ", ".join(f"{r['psnr']:.2f} dB at {r['bpp']:.2f} bpp" for r in rows)
+        lines.append(f"| napari-sgi F={f} ({own}) | "
+                     + " | ".join(_fmt(at_rate(rows, b)) for b in SUMMARY_BPP) + " |")
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", nargs="+", default=list(IMAGES), choices=list(IMAGES))
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--lambdas", nargs="+", type=float, default=[0.0005, 0.002, 0.008, 0.03])
+    parser.add_argument("--densities", nargs="+", type=float, default=[0.03, 0.07])
+    parser.add_argument("--feature-dims", nargs="+", type=int, default=[50])
+    parser.add_argument("--points", nargs="+", metavar="[IMAGE/]F:DENSITY:LAMBDA",
+                        help="explicit napari-sgi points instead of the grid (IMAGE/: for that "
+                             "image only)")
+    parser.add_argument("--cache", type=Path, help="JSON-lines file of napari-sgi points")
+    parser.add_argument("--keep", type=Path, help="folder to keep the .sgi files in")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+
+    if args.points:
+        grid = []
+        for text in args.points:
+            only, _, text = text.rpartition("/")
+            f, d, lam = text.split(":")
+            grid.append((only or None, int(f), float(d), float(lam)))
+    else:
+        grid = [(None, f, d, lam) for f in args.feature_dims for d in args.densities
+                for lam in args.lambdas]
+    cache = _load_cache(args.cache)
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_rd_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    sections, all_points, all_sweeps = [], [], {}
+    for name in args.images:
+        image = load(name)
+        _SHAPES[name] = image.shape[0] * image.shape[1]
+        sweeps = cache.get(_sweep_key(name))
+        if sweeps is None:
+            sweeps = baseline_sweep(image)
+            _append(args.cache, {"codec": "baselines", "image": name,
+                                  "settings": SWEEP_SETTINGS, "sweeps": sweeps})
+        for codec in CODECS:
+            for r in sweeps[codec]:
+                if args.json:
+                    print(json.dumps({"image": name, **r}), flush=True)
+        points = []
+        for only, f, d, lam in grid:
+            if only is not None and only != name:
+                continue
+            key = (name, args.preset, args.iterations, f, d, lam)
+            row = cache.get(key)
+            if row is None:
+                row = sgi_point(name, image, folder, args.preset, args.iterations, f, d, lam)
+                _append(args.cache, row)
+            row = dict(row)
+            for codec in CODECS:
+                row[f"psnr_{codec}"] = at_rate(sweeps[codec], row["bpp"])
+            points.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(f"{name:7s} F={f:<3d} d={d:<5g} λ={lam:<7g} {row['bytes']:7d} B "
+                      f"{row['bpp']:6.3f} bpp  PSNR {row['psnr']:6.2f} dB (JPEG "
+                      f"{_fmt(row['psnr_JPEG'])}, J2K {_fmt(row['psnr_JPEG 2000'])}, JXL "
+                      f"{_fmt(row['psnr_JPEG XL'])})  {row['seconds']:.0f} s", flush=True)
+            if abs(row["psnr"] - row["psnr_encoder"]) > 0.01:
+                print(f"WARNING: {name} F={f} d={d} λ={lam}: decoded PSNR {row['psnr']:.3f} "
+                      f"!= encoder's {row['psnr_encoder']:.3f}", file=sys.stderr, flush=True)
+        all_points += points
+        all_sweeps[name] = sweeps
+        plot(name, sweeps, points, IMAGES_DIR / f"rd_{name}.png",
+             image.shape[2] if image.ndim == 3 else 1, image.shape[0], args.preset)
+        sections += image_markdown(name, sweeps, points)
+    if args.no_record:
+        return
+    command = "python benchmarks/bench_rd.py " + " ".join(sys.argv[1:])
+    seconds = [r["seconds"] for r in all_points]
+    fit_revisions = sorted({r.get("revision", "unknown") for r in all_points})
+    fit_seconds = sum(seconds)
+    lines = [
+        "## Rate-distortion against JPEG, JPEG 2000 and JPEG XL", "",
+        f"Machine: {machine_description()}; revision `{git_revision()}`.",
+        f"Command: `{command.strip()}` (napari-sgi fits: {fit_seconds:.0f} s in all; with "
+        "`--cache`, points and sweeps measured by earlier runs with the same settings are "
+        "reused).", "",
+        f"napari-sgi: preset `{args.preset}` with **{args.iterations} fitting steps** (the preset "
+        "has more: these points are below what a full fit reaches), on the CPU, "
+        f"{len(all_points)} points, fitted at revision(s) {', '.join(fit_revisions)}"
+        + ("" if fit_revisions == [git_revision()] else
+           ", earlier than this record's (later commits may have changed fit times and results)")
+        + f". Fits took {min(seconds):.0f}-{max(seconds):.0f} s each on this shared machine, so "
+        "the sweep was cut to what its time allowed (without `--points` the script fits F=50 "
+        "at 4 λ x 2 densities per image). napari-sgi's size is the "
+        "`.sgi` file on disk and its quality is measured on the file decoded by the reader. "
+        "Baselines through imagecodecs: JPEG (libjpeg, quality sweep), JPEG 2000 (OpenJPEG, "
+        "target-PSNR sweep), JPEG XL (libjxl, distance sweep). PSNR relative to the data range "
+        "(uint8: 255; uint16: max - min of the original), SSIM of napari_sgi.core.metrics; "
+        "bpp = 8 x bytes / (height x width) over all channels. 16-bit images: JPEG 2000 and "
+        "JPEG XL code 16-bit data stretched to 0..65535, JPEG codes 8-bit data stretched to "
+        "0..255 (so its error includes that rounding); decoded data is mapped back to the "
+        "original units before measuring.", "",
+        *sections,
+        "### Analysis", "",
+        *analysis(all_points, all_sweeps), "",
+        "Fixed cost of the float16 MLP weights (colour MLP F-F-3K or F-F-CK, covariance MLP "
+        "F-F-3K, context MLP grid-2F-(2(F+4+2K)+3); K=10, 6 hash-grid levels as chosen for these "
+        "seed counts), independent of the image content and of λ:", "",
+        *fixed_cost_table(), "",
+        "Why: the MLP weights are stored as raw float16 and the context MLP (about two thirds "
+        "of them) grows with F², so with the default F=50 a file cannot be smaller than about "
+        "1.6 bpp on a 512x512 image and 6 bpp on a 256x256 one, whatever λ and the density: on "
+        "these small images the default model is a high-rate codec, outside JPEG's usual "
+        "range. The SGI design amortises the weights and the hash grid over a 51-megapixel "
+        "image (under 0.01 bpp at F=50), which is where the paper reports its gains. A small F "
+        "brings the fixed part down (F=12: 0.22 bpp at 512x512), but then the rest of the "
+        "file, the seed attributes, dominates: the offsets (2K values per seed) and the "
+        "log-scalings (4 per seed, quantised in the log domain with base step 1/16) cost "
+        "several bits per value (the bytes tables above), and a few hundred seeds fitted for a "
+        "short run leave a blurred image. "
+        "JPEG 2000 and JPEG XL are above JPEG at these rates (first lines of the list), so "
+        "napari-sgi's gap to them is larger than its gap to JPEG.",
+    ]
+    record_section("rd", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
