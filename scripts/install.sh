@@ -27,6 +27,7 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[all,testing]"
-# torchac compiles its C++ coder on first import; do it now, once, rather than inside a test.
-.venv/bin/python -c "import torchac" >/dev/null 2>&1 || .venv/bin/python -c "import torchac"
+# torchac compiles its C++ coder on first import (into a folder of this environment's own); do it
+# now, once, rather than inside the first compression or test.
+.venv/bin/python -c "from napari_sgi.core.coding import _backend; _backend()"
 echo "napari-sgi installed in .venv"

@@ -91,12 +91,27 @@ _torchac = None
 _torchac_lock = threading.Lock()
 
 
+def _extensions_dir() -> str:
+    """A torch-extensions build folder of this Python environment's own.
+
+    torchac builds its coder into ``~/.cache/torch_extensions`` by default, a folder that every
+    environment shares; two environments then rebuild it in turn (about a minute each time).
+    """
+    import hashlib
+    import sys
+
+    tag = hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "napari-sgi", "torch_extensions", tag)
+
+
 def _backend():
     """Import torchac once, keeping ninja's build log out of the user's terminal unless it fails."""
     global _torchac
     if _torchac is None:
         with _torchac_lock:
             if _torchac is None:
+                os.environ.setdefault("TORCH_EXTENSIONS_DIR", _extensions_dir())
                 with _quiet_fds() as log:
                     try:
                         import torchac
