@@ -106,7 +106,9 @@ def screenshots(iterations: int, tmp: Path) -> None:
     viewer.canvas.grid.enabled = False
     viewer.open(str(tmp / "zstack.sgi"), plugin="napari-sgi")
     overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
-    (overlays.scale_bar if overlays is not None else viewer.scale_bar).visible = True
+    scale_bar = overlays.scale_bar if overlays is not None else viewer.scale_bar
+    scale_bar.visible = True
+    scale_bar.position = "top_right"  # the bottom right is under the notification
     viewer.dims.set_current_step(0, 3)
     viewer.reset_view()
     _save(viewer, "read_back.png")

@@ -106,7 +106,7 @@ def sgi_layer_data(sgi: Any, path: str | os.PathLike | None = None) -> LayerData
     if scale is not None:
         kwargs["scale"] = scale
     units = _spatial_units(getattr(sgi, "units", None), axes, rgb, kwargs.get("channel_axis"),
-                                 spatial)
+                           spatial)
     if units is not None:
         kwargs["units"] = units
     if len(labels) == levels[0].ndim - (1 if rgb else 0) - ("channel_axis" in kwargs):
