@@ -5,6 +5,14 @@ Importing the package is cheap: torch, Qt and napari are imported only when a fu
 
 from __future__ import annotations
 
+import os
+
+# OpenMP threads that spin between parallel regions steal the CPU from the threads doing the work
+# whenever the machine is shared (measured: a fit step 3-4x slower, benchmarks/bench_volume.py).
+# OpenMP reads this once, when a runtime starts, so it is set before torch loads; the user's own
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 _LAZY = {
