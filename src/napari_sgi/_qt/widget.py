@@ -331,6 +331,11 @@ class SGIWidget(Container):
             return  # cancelled; _on_finished reports it
         result, sgi = value
         self.result = result
+        # Step events still queued behind this one are dropped from now on (self.result is set):
+        # the job has done every step, so the bar ends full whatever order Qt delivered them in.
+        pbar = getattr(self.worker, "pbar", None)
+        if pbar is not None and pbar.total and pbar.n < pbar.total:
+            pbar.update(pbar.total - pbar.n)
         self.result_label.value = describe_result(result)
         slices = list(getattr(result, "slice_psnr", None) or [])
         self.slice_table.visible = len(slices) > 1
