@@ -158,7 +158,9 @@ def test_kill_during_compress_then_resume(tmp_path, stack):
     assert '"bytes"' in finished.stdout
 
 
-def test_distributed_run_writes_the_same_file(tmp_path, stack):
+def test_distributed_run_writes_the_same_file(tmp_path, stack, monkeypatch):
+    import napari_sgi.io.pipeline as pipeline
+
     distributed = pytest.importorskip("distributed")
     local = tmp_path / "local.sgi"
     compress(stack, local, **TINY)
@@ -171,8 +173,12 @@ def test_distributed_run_writes_the_same_file(tmp_path, stack):
         remote = tmp_path / "remote.sgi"
         reports = []
         result = compress(stack, remote, client=client, progress=reports.append, **TINY)
+        # Sources that hold their pixels in memory send each task its slice, not the stack.
+        monkeypatch.setattr(pipeline, "_SMALL_TASK_BYTES", 0)
+        sliced = tmp_path / "sliced.sgi"
+        compress(stack, sliced, client=client, **TINY)
     assert result.n_slices == 3 and len(reports) == 3
-    assert remote.read_bytes() == local.read_bytes()
+    assert remote.read_bytes() == local.read_bytes() == sliced.read_bytes()
 
 
 def test_absurd_model_configuration_is_refused():

@@ -45,11 +45,16 @@ def ssim(image: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     image = image.double()[None]
     target = target.double()[None]
     channels = image.shape[1]
-    window = _gaussian_window(11, 1.5, image.dtype, image.device)
-    window = window.expand(channels, 1, 11, 11).contiguous()
+    # The 11x11 Gaussian window is separable: two 1D passes (zero padding in each) give the same
+    # map as the 2D convolution at a fraction of its cost.
+    g = _gaussian_window(11, 1.5, image.dtype, image.device)[5:6, :].reshape(-1)
+    g = g / g.sum()
+    rows = g.view(1, 1, 1, 11).expand(channels, 1, 1, 11).contiguous()
+    cols = g.view(1, 1, 11, 1).expand(channels, 1, 11, 1).contiguous()
 
     def blur(x):
-        return F.conv2d(x, window, padding=5, groups=channels)
+        x = F.conv2d(x, rows, padding=(0, 5), groups=channels)
+        return F.conv2d(x, cols, padding=(5, 0), groups=channels)
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_x, mu_y = blur(image), blur(target)

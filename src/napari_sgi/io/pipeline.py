@@ -31,6 +31,7 @@ from .inputs import ImageSource, open_input
 from .regions import REGION_MARGIN, REGION_SIZE, plan_regions
 
 FILE_KIND = "napari-sgi image"
+_SMALL_TASK_BYTES = 1 << 20
 MODEL_SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
 
 
@@ -165,13 +166,14 @@ def compress_slice(
     }
 
 
-def _slice_task(source: ImageSource, key, config, value_range, device, backend, regions) -> dict:
-    # Runs on a dask worker: reads its own slice so that no pixels travel through the scheduler.
+def _slice_task(source, key, config, value_range, device, backend, regions) -> dict:
+    # Runs on a dask worker. A file-backed source reads its own slice there, so no pixels travel
+    # through the scheduler; an in-memory array arrives as the slice itself (``key`` is None).
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("NAPARI_SGI_THREADS", "1"))))
     return compress_slice(
-        source.read_slice(key),
+        source if key is None else source.read_slice(key),
         config,
         value_range,
         device=device,
@@ -477,14 +479,19 @@ def _run_distributed(
     window = 2 * workers  # bounded in flight: memory does not grow with the number of slices
     pending = list(todo)
     futures = {}
+    # A source holding its pixels in memory would travel whole with every task: send its slices.
+    in_memory = len(pickle.dumps(source, protocol=pickle.HIGHEST_PROTOCOL)) > _SMALL_TASK_BYTES
 
     def submit() -> None:
         while pending and len(futures) < window:
             index = pending.pop(0)
+            task_source, task_key = source, keys[index]
+            if in_memory:
+                task_source, task_key = source.read_slice(keys[index]), None
             future = client.submit(
                 _slice_task,
-                source,
-                keys[index],
+                task_source,
+                task_key,
                 config,
                 value_range,
                 device,

@@ -79,7 +79,7 @@ class SGIFile:
     (20, 20)
     """
 
-    def __init__(self, path: str | Path, *, cache_models: int = 4, cache_chunks: int = 64):
+    def __init__(self, path: str | Path, *, cache_models: int = 32, cache_chunks: int = 64):
         self.path = Path(path)
         self._reader = SGIReader(self.path)
         header = self._reader.header

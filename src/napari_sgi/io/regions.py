@@ -1,9 +1,10 @@
-"""Region-wise fitting of large slices: bounded memory, no seams.
+"""Region-wise fitting of large slices, with bounded memory.
 
 A slice larger than the region size is cut into cores on a grid; each core is fitted as its own
 model over a box that adds a margin on every side, so that the Gaussians near a core's border are
 trained on the image beyond it. Decoding renders each model over its box and keeps only its core:
-every pixel belongs to exactly one core, at every pyramid level.
+every pixel belongs to exactly one core, at every pyramid level. Cores are cut, not blended, so a
+short fit can leave a visible step along their borders (measured in docs/benchmarks.md, "volume").
 """
 
 from __future__ import annotations
