@@ -334,37 +334,14 @@ def compress(
     done = parts.open() if resume else (parts.remove() or parts.open())
     keys = source.slice_keys()
     todo = [i for i in range(len(keys)) if i not in done]
+    job = _Job(
+        source, keys, config, value_range, device, backend, parts, progress, is_cancelled, regions
+    )
     try:
         if client is not None:
-            _run_distributed(
-                client,
-                source,
-                keys,
-                todo,
-                config,
-                value_range,
-                device,
-                backend,
-                parts,
-                progress,
-                is_cancelled,
-                regions,
-            )
+            _run_distributed(job, client, todo)
         else:
-            _run_local(
-                source,
-                keys,
-                todo,
-                config,
-                value_range,
-                device,
-                backend,
-                parts,
-                progress,
-                is_cancelled,
-                regions,
-                warm,
-            )
+            _run_local(job, todo, warm)
     except FitCancelled:
         parts.remove()  # asked to stop: leave nothing behind (an interruption keeps the parts)
         raise
@@ -395,22 +372,37 @@ def _with_metadata(source: ImageSource, scale, units, channel_names) -> ImageSou
     return dataclasses.replace(source, **changes) if changes else source
 
 
-def _run_local(
-    source,
-    keys,
-    todo,
-    config,
-    value_range,
-    device,
-    backend,
-    parts,
-    progress,
-    is_cancelled,
-    regions,
-    warm,
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """What every slice of one compression shares."""
+
+    source: ImageSource
+    keys: list
+    config: FitConfig
+    value_range: ValueRange
+    device: str
+    backend: str
+    parts: _Parts
+    progress: Callable[[CompressProgress], None] | None
+    is_cancelled: Callable[[], bool] | None
+    regions: tuple[int, int]
+
+    @property
+    def steps_per_slice(self) -> int:
+        n_regions = len(plan_regions(*self.source.slice_shape[:2], *self.regions))
+        return self.config.iterations * n_regions
+
+
+def _run_local(job: _Job, todo: list[int], warm: float | None) -> None:
+    source, keys, config, parts, progress = (
+        job.source,
+        job.keys,
+        job.config,
+        job.parts,
+        job.progress,
+    )
     n = len(keys)
-    n_regions = len(plan_regions(*source.slice_shape[:2], *regions))
+    n_regions = job.steps_per_slice // config.iterations
     warm_config = None
     if warm is not None:
         warm_config = config.with_overrides(
@@ -435,13 +427,13 @@ def _run_local(
         result = compress_slice(
             source.read_slice(keys[index]),
             slice_config,
-            value_range,
-            device=device,
-            backend=backend,
+            job.value_range,
+            device=job.device,
+            backend=job.backend,
             progress=report,
-            cancel=is_cancelled,
-            region_size=regions[0],
-            region_margin=regions[1],
+            cancel=job.is_cancelled,
+            region_size=job.regions[0],
+            region_margin=job.regions[1],
             start_models=start_models,
         )
         parts.save(index, result)
@@ -457,24 +449,12 @@ def _decoded_models(result: dict) -> list:
     ]
 
 
-def _run_distributed(
-    client,
-    source,
-    keys,
-    todo,
-    config,
-    value_range,
-    device,
-    backend,
-    parts,
-    progress,
-    is_cancelled,
-    regions,
-) -> None:
+def _run_distributed(job: _Job, client, todo: list[int]) -> None:
     from distributed import as_completed
 
-    n = len(keys)
-    steps = config.iterations * len(plan_regions(*source.slice_shape[:2], *regions))
+    source, keys, parts, progress = job.source, job.keys, job.parts, job.progress
+
+    n, steps = len(keys), job.steps_per_slice
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     window = 2 * workers  # bounded in flight: memory does not grow with the number of slices
     pending = list(todo)
@@ -492,11 +472,11 @@ def _run_distributed(
                 _slice_task,
                 task_source,
                 task_key,
-                config,
-                value_range,
-                device,
-                backend,
-                regions,
+                job.config,
+                job.value_range,
+                job.device,
+                job.backend,
+                job.regions,
                 key=f"napari-sgi-slice-{index}-{id(parts)}",
             )
             futures[future] = index
@@ -506,7 +486,7 @@ def _run_distributed(
     completed = as_completed(list(futures))
     for future in completed:
         index = futures.pop(future)
-        if is_cancelled is not None and is_cancelled():
+        if job.is_cancelled is not None and job.is_cancelled():
             for other in futures:
                 other.cancel()
             raise FitCancelled("compression cancelled")
