@@ -17,30 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import IMAGES, load  # noqa: E402
 from _record import git_revision, machine_description, record_section  # noqa: E402
-
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-IMAGES = {
-    "ihc": ("ihc_skimage_colon.png", "RGB IHC 512x512 uint8", None),
-    "nuclei": ("fluo_nuclei2d_stardist_dsb2018.tif", "nuclei 512x512 uint16", None),
-    "zslice": ("fluo_nuclei3d_zstack_napari_bio.tif", "z-stack slice 30, 256x256 uint16", 30),
-}
-
-
-def load(name: str):
-    import numpy as np
-
-    file, _, index = IMAGES[name]
-    path = DATA / file
-    if path.suffix == ".png":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    import tifffile
-
-    array = tifffile.imread(path)
-    return array[index] if index is not None else array
 
 
 def run_one(image_name: str, preset: str) -> dict:

@@ -35,16 +35,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import IMAGES, load  # noqa: E402
 from _record import git_revision, machine_description, record_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
 IMAGES_DIR = ROOT / "docs" / "images"
-IMAGES = {
-    "ihc": ("ihc_skimage_colon.png", "RGB IHC 512x512 uint8", None),
-    "nuclei": ("fluo_nuclei2d_stardist_dsb2018.tif", "nuclei 512x512 uint16 (values 0..235)", None),
-    "zslice": ("fluo_nuclei3d_zstack_napari_bio.tif", "z-stack slice 30, 256x256 uint16", 30),
-}
 # Quality sweeps: JPEG quality, JPEG 2000 target PSNR of its single layer (dB), JPEG XL distance.
 JPEG_QUALITIES = (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 98)
 JPEG2K_PSNR = (18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50, 55, 60)
@@ -53,20 +48,6 @@ JPEGXL_DISTANCES = (25.0, 18.0, 13.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1
 CODECS = ("JPEG", "JPEG 2000", "JPEG XL")
 SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
 SUMMARY_BPP = (0.25, 0.5, 1.0, 2.0)
-
-
-def load(name: str) -> np.ndarray:
-    file, _, index = IMAGES[name]
-    path = DATA / file
-    if path.suffix == ".png":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    import tifffile
-
-    array = tifffile.imread(path)
-    return array[index] if index is not None else array
 
 
 def quality(decoded: np.ndarray, original: np.ndarray) -> tuple[float, float]:

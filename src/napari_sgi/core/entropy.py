@@ -8,7 +8,6 @@ a small Gaussian never rounds to a zero size.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -158,6 +157,3 @@ def ideal_bits(
         out[group] = float(bits.sum())
     return out
 
-
-def bits_to_bytes(bits: float) -> int:
-    return int(math.ceil(bits / 8))

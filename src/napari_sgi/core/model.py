@@ -7,7 +7,6 @@ the exact per-axis ratio of the level's pixel size, so moving to a finer level c
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -208,9 +207,6 @@ class SGIModel(nn.Module):
         means, conics, colors = self.level_gaussians(level, attributes)
         return rasterize_sum(means, conics, colors, height, width, backend=backend)
 
-    def parameter_count(self, module: nn.Module) -> int:
-        return sum(p.numel() for p in module.parameters())
-
     def describe(self) -> str:
         c = self.config
         return (
@@ -218,6 +214,3 @@ class SGIModel(nn.Module):
             f"F={c.feature_dim}, {c.channels} channel(s), {c.height}x{c.width}"
         )
 
-
-def log2_level_factor(level: int) -> float:
-    return math.log(2.0) * level
