@@ -100,8 +100,50 @@ def prepare_block(mean, scale, step, mean_bits: int, scale_bits: int):
     """Snap a sort block and order it by sigma' (stable): chunks then hold similar sigmas, so
     their windows, tables and distinct rows stay small. The decoder rebuilds the same order."""
     centre, offset, sigma, key, skey = snap(mean, scale, step, mean_bits, scale_bits)
-    perm = np.argsort(skey, kind="stable")
+    perm = stable_argsort(skey)
     return perm, centre[perm], offset[perm], sigma[perm], key[perm], skey[perm] >> (scale_bits + 1)
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of int64 keys, by radix sort where their range allows.
+
+    A stable order is unique, so this is the same permutation; sigma keys of a block usually
+    span a few thousand values, and numpy radix-sorts 16-bit integers in linear time (the
+    comparison sort of int64 was a fifth of a decode).
+
+    Examples
+    --------
+    >>> stable_argsort(np.array([70000, 5, 70000, 4])).tolist()
+    [3, 1, 0, 2]
+    """
+    if len(keys):
+        low = int(keys.min())
+        if int(keys.max()) - low < 1 << 16:
+            return np.argsort((keys - low).astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
+def distinct_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One index per distinct value of ``key`` and, per element, the number of its value.
+
+    ``key[first][inverse] == key``. Row keys determine their (offset, sigma) exactly, so any
+    element can stand for its value; a dense lookup over the key range replaces the sort of
+    ``np.unique`` when that range is small (it is: a chunk spans few sigmas).
+    """
+    low = int(key.min())
+    span = int(key.max()) - low + 1
+    if span > 4 * len(key) + (1 << 16):
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1)
+    dense = key - low
+    number = np.zeros(span, dtype=np.int64)
+    number[dense] = 1
+    values = np.flatnonzero(number)
+    number[values] = np.arange(len(values))
+    inverse = number[dense]
+    first = np.empty(len(values), dtype=np.int64)
+    first[inverse] = np.arange(len(key))
+    return first, inverse
 
 
 def cdf_rows(offset: np.ndarray, sigma: np.ndarray, w: int) -> np.ndarray:
@@ -148,6 +190,5 @@ def cdf_rows(offset: np.ndarray, sigma: np.ndarray, w: int) -> np.ndarray:
 
 def chunk_table(offset: np.ndarray, sigma: np.ndarray, key: np.ndarray, w: int) -> np.ndarray:
     """[n, 2W+4] table: rows computed once per distinct (offset, sigma), then gathered."""
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    rows = cdf_rows(offset[first], sigma[first], w)
-    return rows[inverse.reshape(-1)]
+    first, inverse = distinct_rows(key)
+    return cdf_rows(offset[first], sigma[first], w)[inverse]
