@@ -28,7 +28,7 @@ from ..core.image import ValueRange
 from ..core.presets import FitConfig, get_preset
 from .container import SGIWriter
 from .inputs import ImageSource, open_input
-from .regions import REGION_MARGIN, REGION_SIZE, plan_regions
+from .regions import REGION_MARGIN, REGION_SIZE, blend, plan_regions, regions_in, render_box
 
 FILE_KIND = "napari-sgi image"
 _SMALL_TASK_BYTES = 1 << 20
@@ -106,6 +106,11 @@ def compress_slice(
     """Fit one 2D slice region by region, quantise each model to its file sections, and measure
     the decoded result (in the original dtype) against the slice.
 
+    The regions are blended across their borders with ramps ``region_margin`` pixels wide
+    (:func:`napari_sgi.io.regions.blend`, as the reader does). Each core is measured as soon as
+    every region that reaches into it is fitted, and a region's render is dropped once no core
+    left needs it, so memory holds at most about two rows of regions, not the slice.
+
     Parameters
     ----------
     progress
@@ -115,20 +120,18 @@ def compress_slice(
 
     Returns
     -------
-    dict with ``regions`` (each: ``region``, ``sections``, ``model``), ``psnr``, ``ssim``, ``mse``
-    and ``gaussians``.
+    dict with ``regions`` (each: ``region``, ``sections``, ``model``), ``blend`` (the ramp width),
+    ``psnr``, ``ssim``, ``mse`` and ``gaussians``.
     """
-    import torch
-
     from ..core.fit import fit
-    from ..core.image import from_tensor, to_tensor, validate_image
-    from ..core.metrics import ssim
+    from ..core.image import to_tensor, validate_image
     from .codec import encode_model
 
     image = validate_image(image)
     regions = plan_regions(image.shape[0], image.shape[1], region_size, region_margin)
+    measure = _CoreMeter(image, regions, value_range, region_margin)
     total = config.iterations * len(regions)
-    squared_error, ssim_sum, pixels, gaussians, out = 0.0, 0.0, 0, 0, []
+    gaussians, out = 0, []
     for number, region in enumerate(regions):
         by0, by1, bx0, bx1 = region.box
         target = to_tensor(image[by0:by1, bx0:bx1], value_range).to(device)
@@ -142,28 +145,61 @@ def compress_slice(
             target, config, model=start, progress=report, cancel=cancel, backend=backend
         ).model
         sections = encode_model(model)
-        with torch.no_grad():
-            render = model.render(0, backend=backend).clamp(0, 1)
-        measured = to_tensor(from_tensor(render, value_range, image.ndim), value_range)
-        top, bottom, left, right = region.core_in_box(0)
-        core_measured = measured[:, top:bottom, left:right].double()
-        core_target = target.cpu()[:, top:bottom, left:right].double()
-        n_core = (bottom - top) * (right - left)
-        squared_error += float(((core_measured - core_target) ** 2).mean()) * n_core
-        ssim_sum += ssim(core_measured, core_target) * n_core
-        pixels += n_core
+        measure.add(number, render_box(model, 0, backend))
         gaussians += model.config.gaussians
         out.append(
             {"region": region.to_dict(), "sections": sections, "model": model.config.to_dict()}
         )
-    mse = squared_error / pixels
+    mse, ssim_mean = measure.result()
     return {
         "regions": out,
+        "blend": measure.width,
         "mse": mse,
         "psnr": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
-        "ssim": ssim_sum / pixels,
+        "ssim": ssim_mean,
         "gaussians": gaussians,
     }
+
+
+class _CoreMeter:
+    """Squared error and SSIM of a slice's blended decode, core by core, as regions arrive."""
+
+    def __init__(self, image: np.ndarray, regions: list, value_range: ValueRange, width: int):
+        self.image, self.regions, self.value_range, self.width = image, regions, value_range, width
+        self.shape = image.shape[:2]
+        self.needs = {
+            n: set(regions_in(regions, 0, r.core, self.shape, width)) for n, r in enumerate(regions)
+        }
+        self.renders: dict[int, np.ndarray] = {}
+        self.squared_error, self.ssim_sum, self.pixels = 0.0, 0.0, 0
+
+    def add(self, number: int, render: np.ndarray) -> None:
+        """Take region ``number``'s render; measure every core that now has all it needs."""
+        self.renders[number] = render
+        for core in [c for c, need in self.needs.items() if need <= self.renders.keys()]:
+            self._measure(core)
+            del self.needs[core]
+        wanted = set().union(*self.needs.values())
+        for done in [n for n in self.renders if n not in wanted]:
+            del self.renders[done]
+
+    def _measure(self, core: int) -> None:
+        from ..core.image import to_tensor
+        from ..core.metrics import ssim
+
+        y0, y1, x0, x1 = window = self.regions[core].core
+        pixels = blend(self.regions, self.renders.__getitem__, 0, window, self.shape, self.width)
+        decoded = self.value_range.denormalize(pixels if self.image.ndim == 3 else pixels[:, :, 0])
+        measured = to_tensor(decoded, self.value_range).double()
+        target = to_tensor(self.image[y0:y1, x0:x1], self.value_range).double()
+        n_core = (y1 - y0) * (x1 - x0)
+        self.squared_error += float(((measured - target) ** 2).mean()) * n_core
+        self.ssim_sum += ssim(measured, target) * n_core
+        self.pixels += n_core
+
+    def result(self) -> tuple[float, float]:
+        """Mean squared error and mean SSIM over the slice (cores weighted by their pixels)."""
+        return self.squared_error / self.pixels, self.ssim_sum / self.pixels
 
 
 def _slice_task(source, key, config, value_range, device, backend, regions) -> dict:
@@ -531,6 +567,7 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
                 {
                     "key": list(key),
                     "regions": entries,
+                    "blend": int(result.get("blend", 0)),  # parts of older runs were cut
                     "psnr": _finite_or_none(result["psnr"]),
                     "ssim": result["ssim"],
                 }

@@ -1,13 +1,20 @@
 """Open a `.sgi` file as a lazy multiscale image: level k at 1/2^k, each a dask array whose chunks
 are rendered on demand, straight from the Gaussians at that scale (no full-resolution render is
 down-sampled), with a small cache of decoded models and rendered chunks.
+
+A chunk of a slice fitted region by region blends the regions whose weights reach into it
+(:func:`napari_sgi.io.regions.blend`); the regions it needs that are not cached yet are decoded
+and rendered side by side on a few threads (the coarsest level needs every region of a slice).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +24,12 @@ from ..core.image import ValueRange
 from .container import SGIReader
 from .errors import SGIFormatError
 from .pipeline import FILE_KIND, MODEL_SECTIONS
-from .regions import Region
+from .regions import Region, blend, regions_in, render_box
 
 CHUNK = 512
 MIN_LEVEL_SIDE = 256
+MAX_BLEND = 1 << 16
+DECODE_THREADS = min(4, os.cpu_count() or 1)
 _LIMITS = {
     "height": 1 << 24,
     "width": 1 << 24,
@@ -104,6 +113,7 @@ class SGIFile:
         self._models: OrderedDict = OrderedDict()
         self._renders: OrderedDict = OrderedDict()
         self._chunks: OrderedDict = OrderedDict()
+        self._in_flight: dict = {}
         self._cache_models, self._cache_chunks = cache_models, cache_chunks
 
     @property
@@ -120,83 +130,111 @@ class SGIFile:
         except (KeyError, TypeError, ValueError) as error:
             raise SGIFormatError(f"slice {index} has an invalid region list: {error!r}") from None
 
+    def blend_width(self, index: int) -> int:
+        """Width of the ramps that blend slice ``index``'s regions (0: cut, older files)."""
+        entry = self.slices[index]
+        width = entry.get("blend", 0) if isinstance(entry, dict) else None
+        if not isinstance(width, int) or isinstance(width, bool) or not 0 <= width <= MAX_BLEND:
+            raise SGIFormatError(f"slice {index} has an invalid blend width: {width!r:.50}")
+        return width
+
+    def _cached(self, cache: OrderedDict, key, compute: Callable, limit: int):
+        """``cache[key]``, computed once even when several threads ask for it at the same time."""
+        while True:
+            with self._lock:
+                if key in cache:
+                    cache.move_to_end(key)
+                    return cache[key]
+                waiting = self._in_flight.get(key)
+                if waiting is None:
+                    done = self._in_flight[key] = threading.Event()
+            if waiting is None:
+                break
+            waiting.wait()  # then look again: the other thread's value, or its failure
+        try:
+            value = compute()
+            with self._lock:
+                cache[key] = value
+                while len(cache) > limit:
+                    cache.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._in_flight[key]
+            done.set()
+
     def model(self, index: int, region: int = 0):
         """The decoded model of region ``region`` of slice ``index`` (cached)."""
+        return self._cached(
+            self._models,
+            ("model", index, region),
+            lambda: self._decode(index, region),
+            self._cache_models,
+        )
+
+    def _decode(self, index: int, region: int):
         from .codec import decode_model
 
-        key = (index, region)
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
         config = model_config_from_header(self.slices[index]["regions"][region]["model"])
         sections = {
             name: self._reader.read_section(f"slice/{index}/r{region}/{name}")
             for name in MODEL_SECTIONS
         }
         try:
-            model = decode_model(config, sections)
+            return decode_model(config, sections)
         except ValueError as error:
             raise SGIFormatError(f"slice {index} does not decode: {error}") from None
-        with self._lock:
-            self._models[key] = model
-            while len(self._models) > self._cache_models:
-                self._models.popitem(last=False)
-        return model
 
     def _region_render(self, index: int, region: int, level: int) -> np.ndarray:
         """``[h, w, C]`` float render of one region's whole box at ``level`` (cached)."""
-        import torch
+        return self._cached(
+            self._renders,
+            ("render", index, region, level),
+            lambda: render_box(self.model(index, region), level),
+            self._cache_models,
+        )
 
-        key = (index, region, level)
+    def _render_all(self, index: int, numbers: list[int], level: int) -> None:
+        """Render the regions ``numbers`` that are not cached yet, several at a time.
+
+        Decoding is mostly numpy and torch work that releases the GIL (torchac's coder does not),
+        so a few threads cut the time to the first view of a level that needs many regions.
+        """
         with self._lock:
-            if key in self._renders:
-                self._renders.move_to_end(key)
-                return self._renders[key]
-        model = self.model(index, region)
-        with torch.no_grad():
-            render = model.render(level).clamp(0, 1).numpy().transpose(1, 2, 0)
-        with self._lock:
-            self._renders[key] = render
-            while len(self._renders) > self._cache_models:
-                self._renders.popitem(last=False)
-        return render
+            missing = [n for n in numbers if ("render", index, n, level) not in self._renders]
+        if len(missing) < 2 or DECODE_THREADS < 2:
+            return
+        with ThreadPoolExecutor(min(DECODE_THREADS, len(missing))) as pool:
+            list(pool.map(lambda n: self._region_render(index, n, level), missing))
 
     def render_region(
         self, index: int, level: int, y0: int, y1: int, x0: int, x1: int
     ) -> np.ndarray:
         """Pixels ``[y0:y1, x0:x1]`` of slice ``index`` at ``level``, in the file's dtype.
 
-        Each pixel comes from the model whose core holds it, rendered over its own box exactly as
-        the encoder rendered it when it measured the quality.
+        The regions are rendered over their boxes and blended exactly as the encoder blended them
+        when it measured the quality.
         """
-        key = (index, level, y0, y1, x0, x1)
-        with self._lock:
-            if key in self._chunks:
-                self._chunks.move_to_end(key)
-                return self._chunks[key]
-        height, width = self.level_shape(level)
-        factor = 2**level
-        channels = self.slice_shape[2] if self.rgb else 1
-        out = np.zeros((y1 - y0, x1 - x0, channels), np.float32)
-        for number, region in enumerate(self.regions(index)):
-            cy0, cx0 = region.core[0] // factor, region.core[2] // factor
-            cy1 = height if region.core[1] >= self.slice_shape[0] else region.core[1] // factor
-            cx1 = width if region.core[3] >= self.slice_shape[1] else region.core[3] // factor
-            iy0, iy1, ix0, ix1 = max(y0, cy0), min(y1, cy1), max(x0, cx0), min(x1, cx1)
-            if iy0 >= iy1 or ix0 >= ix1:
-                continue
-            top, _, left, _ = region.core_in_box(level)
-            render = self._region_render(index, number, level)
-            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = render[
-                top + iy0 - cy0 : top + iy1 - cy0, left + ix0 - cx0 : left + ix1 - cx0
-            ]
-        array = self.value_range.denormalize(out if self.rgb else out[:, :, 0])
-        with self._lock:
-            self._chunks[key] = array
-            while len(self._chunks) > self._cache_chunks:
-                self._chunks.popitem(last=False)
-        return array
+        return self._cached(
+            self._chunks,
+            ("chunk", index, level, y0, y1, x0, x1),
+            lambda: self._blend(index, level, (y0, y1, x0, x1)),
+            self._cache_chunks,
+        )
+
+    def _blend(self, index: int, level: int, window: tuple[int, int, int, int]) -> np.ndarray:
+        regions, width = self.regions(index), self.blend_width(index)
+        shape = self.slice_shape[:2]
+        self._render_all(index, regions_in(regions, level, window, shape, width), level)
+        out = blend(
+            regions,
+            lambda number: self._region_render(index, number, level),
+            level,
+            window,
+            shape,
+            width,
+        )
+        return self.value_range.denormalize(out if self.rgb else out[:, :, 0])
 
     def level_shape(self, level: int) -> tuple[int, int]:
         from ..core.image import level_shape
