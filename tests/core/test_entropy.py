@@ -73,3 +73,27 @@ def test_context_model_outputs_and_rate():
     values = {name: torch.randn(20, g.mean.shape[1]) for name, g in groups.items()}
     rate = rate_bits_per_value(values, groups)
     assert rate.ndim == 0 and float(rate) > 0
+
+
+def test_calibrate_fits_the_prior_to_the_attributes():
+    torch.manual_seed(0)
+    model = ContextModel(6, 3, grid_levels=4)
+    coords = torch.rand(500, 2)
+    groups = {
+        "features": torch.randn(500, 6) * 3.0,
+        "log_scaling": 1.5 + 0.2 * torch.randn(500, 4),
+        "offsets": 0.5 + torch.randn(500, 6),
+    }
+
+    def bits_and_means():
+        models = model(coords)
+        values = {name: quantize(v, models[name].step) for name, v in groups.items()}
+        means = {name: models[name].mean.mean(0) for name in groups}
+        return float(rate_bits_per_value(values, models)), means
+
+    before, _ = bits_and_means()
+    model.calibrate(coords, groups)
+    after, means = bits_and_means()
+    assert after < before - 1.0, (before, after)
+    for name, values in groups.items():
+        torch.testing.assert_close(means[name], values.mean(0), atol=1e-4, rtol=0)

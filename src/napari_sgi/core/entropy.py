@@ -88,6 +88,33 @@ class ContextModel(nn.Module):
             start += 2 * dim
         return models
 
+    @torch.no_grad()
+    def calibrate(
+        self,
+        coords: torch.Tensor,  # [N, 2] normalised seed positions
+        groups: dict[str, torch.Tensor],  # group -> [N, D] attribute values
+    ) -> None:
+        """Shift the output biases so that the predicted means and scales fit ``groups`` on average.
+
+        The context model gets its first gradient when the rate phase starts; without this its
+        predicted means start near 0 while log-scalings sit near 1-2, and a short rate phase
+        never closes that gap (measured: 9-11 bits per log-scaling value).
+        """
+        out = self.mlp(self.grid(coords))
+        bias = self.mlp[-1].bias
+        start = 0
+        for group in GROUPS:
+            dim = self.dims[group]
+            values = groups[group]
+            mean = out[:, start : start + dim]
+            bias[start : start + dim] += (values - mean).mean(0)
+            residual = values - (mean + (values - mean).mean(0))
+            spread = residual.pow(2).mean(0).sqrt().clamp_min(1e-3)
+            raw_scale = out[:, start + dim : start + 2 * dim].mean(0)
+            # inverse softplus: log(exp(y) - 1)
+            bias[start + dim : start + 2 * dim] += torch.log(torch.expm1(spread)) - raw_scale
+            start += 2 * dim
+
 
 def discretized_gaussian_bits(
     values: torch.Tensor,  # [N, D] quantised or noised values
@@ -156,4 +183,3 @@ def ideal_bits(
         bits = discretized_gaussian_bits(attributes[group], model.mean, model.scale, model.step)
         out[group] = float(bits.sum())
     return out
-

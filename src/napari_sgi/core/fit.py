@@ -203,7 +203,11 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         level = schedule.stage_at(step).level
         mode = schedule.noise(step)
         for name, group in groups.items():
-            group["lr"] = schedule.learning_rate(name, step)
+            scale = config.attribute_lr_scale if name in ("features", "offsets") else 1.0
+            group["lr"] = schedule.learning_rate(name, step, scale)
+        if step == schedule.rate_start:
+            with torch.no_grad():
+                model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
         render = model.render(level, _noised(model, mode, level, generator), backend=backend)
         target = pyramid[level]
         distortion = torch.mean(torch.abs(render - target))

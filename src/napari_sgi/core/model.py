@@ -213,4 +213,3 @@ class SGIModel(nn.Module):
             f"{c.seed_count} seeds x {c.gaussians_per_seed} = {c.gaussians} Gaussians, "
             f"F={c.feature_dim}, {c.channels} channel(s), {c.height}x{c.width}"
         )
-

@@ -32,6 +32,9 @@ class FitConfig:
     grid_levels
         Levels of the binary hash grid (at most 12); None picks them from the seed count, so that
         a small image does not carry the 250,000-bit grid made for 51-megapixel ones.
+    attribute_lr_scale
+        Multiplies the learning rates of the seed features and offsets: a short run needs larger
+        steps to get as far as the paper's 15000.
     """
 
     iterations: int = 4000
@@ -44,6 +47,7 @@ class FitConfig:
     rng_seed: int = 0
     rate_subset: float = 0.05
     grid_levels: int | None = None
+    attribute_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -56,6 +60,7 @@ class FitConfig:
             "seeds": self.seeds is None or self.seeds >= 1,
             "rate_subset": 0 < self.rate_subset <= 1,
             "grid_levels": self.grid_levels is None or 1 <= self.grid_levels <= 12,
+            "attribute_lr_scale": self.attribute_lr_scale > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
