@@ -62,46 +62,63 @@ def phi(t: np.ndarray) -> np.ndarray:
     return np.where(t < 0, half_erfc, 1.0 - half_erfc)
 
 
-def snap(
-    mean: np.ndarray, scale: np.ndarray, step: np.ndarray, mean_bits: int, scale_bits: int
-) -> tuple[np.ndarray, ...]:
-    """Snap parameters. Returns centre c, offset f = mu' - c, sigma', row key and sigma key.
+def sigma_key(scale: np.ndarray, step: np.ndarray, scale_bits: int) -> np.ndarray:
+    """The sigma key ``((e + 64) << (scale_bits + 1)) | m`` of sigma' = m * 2**(e - scale_bits).
 
-    sigma' = sigma/Q rounded to ``scale_bits`` significant bits. mu' = mu/Q rounded to multiples
-    of h = 2**-mean_bits * max(1, 2**floor(log2 sigma')): once sigma' >= 1 the grid grows with
-    sigma (same relative error), which keeps the number of distinct table rows per sigma' small.
+    sigma' = sigma/Q rounded to ``scale_bits`` significant bits.
+    Ordered like sigma' (exponent in [-5, 31] by the clip, mantissa m normalised to
+    ``scale_bits`` bits), and sigma' is rebuilt from it exactly (:func:`snap_mean`).
     """
     s = np.clip(scale / step, SIGMA_MIN, SIGMA_MAX)
     mant, expo = np.frexp(s)  # s = mant * 2**expo, mant in [0.5, 1): exact
     mi = np.floor(np.ldexp(mant, scale_bits) + 0.5).astype(np.int64)
     carry = mi == (1 << scale_bits)  # rounded up to the next power of two: normalise the pair
-    mi = np.where(carry, 1 << (scale_bits - 1), mi)
-    expo = expo.astype(np.int64) + carry
-    sigma = np.ldexp(mi.astype(np.float64), (expo - scale_bits).astype(np.int32))
+    mi[carry] = 1 << (scale_bits - 1)
+    expo = expo.astype(np.int64)
+    expo += carry + 64
+    expo <<= scale_bits + 1
+    expo |= mi
+    return expo
 
+
+def snap_mean(
+    mean: np.ndarray, step: np.ndarray, skey: np.ndarray, mean_bits: int, scale_bits: int
+) -> tuple[np.ndarray, ...]:
+    """Centre c, offset f = mu' - c, sigma' and row key from the means and sigma keys.
+
+    mu' = mu/Q rounded to multiples of h = 2**-mean_bits * max(1, 2**floor(log2 sigma')): once
+    sigma' >= 1 the grid grows with sigma (same relative error), which keeps the number of
+    distinct table rows per sigma' small.
+    """
+    mi = skey & ((1 << (scale_bits + 1)) - 1)
+    expo = (skey >> (scale_bits + 1)) - 64
+    sigma = np.ldexp(mi.astype(np.float64), (expo - scale_bits).astype(np.int32))
     m = mean / step
     if np.any(np.abs(m) > MEAN_MAX):
         raise ValueError(f"|mean/step| must be <= 2**40, got {np.abs(m).max():.3g}")
     shift = np.clip(expo - 1, 0, mean_bits)  # floor(log2 sigma') clipped to [0, mean_bits]
     bits = mean_bits - shift  # grid 2**-bits
     k = np.floor(np.ldexp(m, bits.astype(np.int32)) + 0.5).astype(np.int64)
-    half = np.where(bits > 0, np.int64(1) << np.maximum(bits - 1, 0), 0)
-    centre = (k + half) >> bits  # floor(mu' + 1/2)
-    frac = (k - (centre << bits)) << shift  # mu' - c in units of 2**-mean_bits
+    centre = (k + ((1 << bits) >> 1)) >> bits  # floor(mu' + 1/2)
+    k -= centre << bits
+    frac = k << shift  # mu' - c in units of 2**-mean_bits
     offset = np.ldexp(frac.astype(np.float64), -mean_bits)  # in [-1/2, 1/2)
-    # sigma key, ordered like sigma' (exponent in [-5, 31] by the clip, mantissa normalised), and
-    # the table-row key (sigma key, offset): equal row keys give equal CDF rows.
-    skey = ((expo + 64) << (scale_bits + 1)) | mi
-    key = (skey << (mean_bits + 1)) | (frac + (1 << mean_bits))
-    return centre, offset, sigma, key, skey
+    # The table-row key (sigma key, offset): equal row keys give equal CDF rows.
+    frac += 1 << mean_bits
+    key = (skey << (mean_bits + 1)) | frac
+    return centre, offset, sigma, key
 
 
 def prepare_block(mean, scale, step, mean_bits: int, scale_bits: int):
     """Snap a sort block and order it by sigma' (stable): chunks then hold similar sigmas, so
-    their windows, tables and distinct rows stay small. The decoder rebuilds the same order."""
-    centre, offset, sigma, key, skey = snap(mean, scale, step, mean_bits, scale_bits)
+    their windows, tables and distinct rows stay small. The decoder rebuilds the same order.
+
+    The order only needs the sigma keys: the rest is snapped after sorting (fewer gathers)."""
+    skey = sigma_key(scale, step, scale_bits)
     perm = stable_argsort(skey)
-    return perm, centre[perm], offset[perm], sigma[perm], key[perm], skey[perm] >> (scale_bits + 1)
+    skey = skey[perm]
+    centre, offset, sigma, key = snap_mean(mean[perm], step[perm], skey, mean_bits, scale_bits)
+    return perm, centre, offset, sigma, key, skey >> (scale_bits + 1)
 
 
 def stable_argsort(keys: np.ndarray) -> np.ndarray:
