@@ -267,14 +267,14 @@ def bits_per_value(row: dict) -> dict[str, float]:
 
 
 def weight_bytes(channels: int, size: int, feature_dim: int, density: float = 0.07) -> int:
-    """Bytes of the float16 MLP weights (colour, covariance, context) of a model, as stored."""
+    """Bytes of the MLP weights (colour, covariance, context) of a model, as stored."""
     from napari_sgi.core.fit import make_model
     from napari_sgi.core.presets import get_preset
-    from napari_sgi.io.codec import _weights
+    from napari_sgi.io.weights import stored_size
 
     config = get_preset("default").with_overrides(feature_dim=feature_dim, density=density)
     model = make_model((channels, size, size), config)
-    return 2 * sum(p.numel() for p in _weights(model))
+    return stored_size(model)
 
 
 def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:

@@ -5,11 +5,14 @@ import torch
 from napari_sgi.core.fit import fit
 from napari_sgi.core.metrics import psnr
 from napari_sgi.core.presets import FitConfig
-from napari_sgi.io.codec import encode_model, round_weights_to_half
+from napari_sgi.io.codec import encode_model, round_to_stored
+from napari_sgi.io.weights import stored_size
 
 
-def test_float16_weights_cost_no_measurable_quality(ihc_crop):
-    """The file stores the MLPs as float16: the render barely moves (far below quantisation)."""
+def test_stored_weights_cost_no_measurable_quality_and_few_bits(ihc_crop):
+    """The file stores the image MLPs as float16 and the context MLP as int8 rows: the render
+    barely moves (far below quantisation) and the attributes' bits hardly change."""
+    from napari_sgi.core.entropy import ideal_bits
     from napari_sgi.core.image import ValueRange, to_tensor
 
     image = to_tensor(ihc_crop, ValueRange.of(ihc_crop))
@@ -18,12 +21,20 @@ def test_float16_weights_cost_no_measurable_quality(ihc_crop):
         FitConfig(iterations=120, levels=2, feature_dim=16, gaussians_per_seed=6, density=0.25),
     ).model
     half = copy.deepcopy(model)
-    round_weights_to_half(half)
+    round_to_stored(half)
     with torch.no_grad():
         full_render = model.render(0, model.quantized_attributes(0)).clamp(0, 1)
         half_render = half.render(0, half.quantized_attributes(0)).clamp(0, 1)
+
+        def bits(m):
+            return sum(
+                ideal_bits(m.quantized_attributes(0).as_groups(), m.entropy_models()).values()
+            )
+
+        full_bits, half_bits = bits(model), bits(half)
     assert abs(psnr(full_render, image) - psnr(half_render, image)) < 0.05
     assert psnr(half_render, full_render) > 45
+    assert abs(half_bits - full_bits) < 0.01 * full_bits, (full_bits, half_bits)
 
 
 def test_sections_hold_everything_and_only_the_needed_bytes():
@@ -33,11 +44,13 @@ def test_sections_hold_everything_and_only_the_needed_bytes():
     ).model
     sections = encode_model(model)
     assert set(sections) == {"weights", "hash_grid", "features", "log_scaling", "offsets"}
-    n_weights = sum(
+    halves = sum(
         p.numel() for name in ("mlp_color", "mlp_cov") for p in getattr(model, name).parameters()
     )
-    n_weights += sum(p.numel() for p in model.context.mlp.parameters())
-    assert len(sections["weights"]) == 2 * n_weights
+    context = model.context.mlp
+    int8_rows = sum(layer.weight.numel() + 2 * layer.weight.shape[0] for layer in context[::2])
+    halves += sum(layer.bias.numel() for layer in context[::2])
+    assert len(sections["weights"]) == stored_size(model) == 4 + 2 * halves + int8_rows
     # The hash grid: one Bernoulli-coded bit per entry at most, plus a small header.
     assert len(sections["hash_grid"]) <= model.context.grid.table.numel() / 8 + 64
 

@@ -1,10 +1,11 @@
 """A fitted model to the byte sections of a `.sgi` file and back (sgi-method §9, our format).
 
-What is stored per slice: the MLP weights (float16), the binarised hash grid (one Bernoulli-coded
+What is stored per slice: the MLP weights (float16, the context MLP's matrices int8: see
+:mod:`.weights`), the binarised hash grid (one Bernoulli-coded
 bit per entry) and the quantised seed attributes (discretised-Gaussian coded, with means, scales and
 steps from the context model). Seed positions are regenerated from the model configuration.
 
-Exactness: the encoder installs in its model exactly the values the decoder will rebuild (float16
+Exactness: the encoder installs in its model exactly the values the decoder will rebuild (stored
 weights, +-1 grid, ``symbol * step``) before it renders and measures, so the decoded image is the
 render the encoder measured. The context model that gives means, scales and steps is evaluated in
 float64 on one thread and the steps are snapped to a dyadic grid, so that the decoder's values are
@@ -23,8 +24,8 @@ import torch
 from ..core.coding import decode_bits, decode_gaussian, encode_bits, encode_gaussian
 from ..core.entropy import GROUPS
 from ..core.model import Attributes, ModelConfig, SGIModel
+from .weights import load_weights, store_weights
 
-WEIGHT_MODULES = ("mlp_color", "mlp_cov", "context.mlp")
 STEP_SNAP_BITS = 16  # steps are multiples of 2^-16 of their base step
 
 
@@ -38,24 +39,13 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _module(model: SGIModel, name: str) -> torch.nn.Module:
-    module = model
-    for part in name.split("."):
-        module = getattr(module, part)
-    return module
-
-
-def _weights(model: SGIModel) -> list[torch.Tensor]:
-    return [p for name in WEIGHT_MODULES for p in _module(model, name).parameters()]
-
-
-def round_weights_to_half(model: SGIModel) -> None:
-    """Round every MLP weight to float16 in place, as the file stores them."""
+def round_to_stored(model: SGIModel) -> bytes:
+    """Round the MLPs and the hash grid in place as the file stores them; the weights section."""
+    weights = store_weights(model)
     with torch.no_grad():
-        for param in _weights(model):
-            param.copy_(param.half().float())
         grid = model.context.grid.table
         grid.copy_(torch.where(grid >= 0, 1.0, -1.0))
+    return weights
 
 
 def coding_distributions(model: SGIModel) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -98,8 +88,7 @@ def encode_model(model: SGIModel) -> dict[str, bytes]:
 
     After the call, ``model.render(0)`` is exactly the image a decoder of these sections renders.
     """
-    round_weights_to_half(model)
-    sections = {"weights": b"".join(p.detach().half().numpy().tobytes() for p in _weights(model))}
+    sections = {"weights": round_to_stored(model)}
     sections["hash_grid"] = encode_bits((model.context.grid.table.detach() >= 0).numpy().ravel())
     distributions = coding_distributions(model)
     decoded = {}
@@ -121,17 +110,8 @@ def decode_model(config: ModelConfig, sections: dict[str, bytes]) -> SGIModel:
     """Rebuild the model that :func:`encode_model` left behind, from its sections alone."""
     with torch.random.fork_rng(devices=[]):
         model = SGIModel(config)
-    weights = sections["weights"]
-    expected = sum(p.numel() for p in _weights(model)) * 2
-    if len(weights) != expected:
-        raise ValueError(f"weight section holds {len(weights)} bytes, the model needs {expected}")
-    half = np.frombuffer(weights, dtype=np.float16)
+    load_weights(model, sections["weights"])
     with torch.no_grad():
-        start = 0
-        for param in _weights(model):
-            chunk = half[start : start + param.numel()].astype(np.float32)
-            param.copy_(torch.from_numpy(chunk).reshape(param.shape))
-            start += param.numel()
         table = model.context.grid.table
         bits = decode_bits(sections["hash_grid"], table.numel())
         table.copy_(torch.from_numpy(bits.astype(np.float32) * 2 - 1).reshape(table.shape))
