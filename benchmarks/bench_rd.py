@@ -291,6 +291,24 @@ def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:
     return lines
 
 
+def why_paragraph() -> list[str]:
+    """Why small images are hard for SGI, with the fixed costs computed here."""
+    f50_rgb, f50_small = weight_bytes(3, 512, 50), weight_bytes(1, 256, 50)
+    f8_gray = weight_bytes(1, 512, 8)
+    return [
+        "Why: the MLP weights are a fixed cost and the context MLP grows with F², so with the "
+        f"default F=50 a file cannot be smaller than {8 * f50_rgb / 512**2:.2f} bpp on a 512x512 "
+        f"RGB image and {8 * f50_small / 256**2:.2f} bpp on a 256x256 one, whatever λ and the "
+        "density: on these small images the default model is a high-rate codec. The SGI design "
+        "amortises the weights and the hash grid over a 51-megapixel image, which is where the "
+        f"paper reports its gains. A small F brings the fixed part down (F=8: "
+        f"{8 * f8_gray / 512**2:.2f} bpp at 512x512, one channel), and then the seed attributes "
+        "dominate, mostly the offsets (2K values per seed; bytes tables above). JPEG 2000 and "
+        "JPEG XL are above JPEG at these rates (first lines of the list), so napari-sgi's gap "
+        "to them is larger than its gap to JPEG.",
+    ]
+
+
 def analysis(points: list[dict], all_sweeps: dict) -> list[str]:
     """What the measured points say, in numbers computed from them."""
     out = []
@@ -405,6 +423,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    from napari_sgi.core.presets import get_preset
 
     if args.points:
         grid = []
@@ -471,8 +490,10 @@ def main() -> None:
         f"Command: `{command.strip()}` (napari-sgi fits: {fit_seconds:.0f} s in all; with "
         "`--cache`, points and sweeps measured by earlier runs with the same settings are "
         "reused).", "",
-        f"napari-sgi: preset `{args.preset}` with **{args.iterations} fitting steps** (the preset "
-        "has more: these points are below what a full fit reaches), on the CPU, "
+        f"napari-sgi: preset `{args.preset}` with **{args.iterations} fitting steps**"
+        + (" (the preset has more: these points are below what a full fit reaches)"
+           if args.iterations < get_preset(args.preset).iterations else "")
+        + ", on the CPU, "
         f"{len(all_points)} points, fitted at revision(s) {', '.join(fit_revisions)}"
         + ("" if fit_revisions == [git_revision()] else
            ", earlier than this record's (later commits may have changed fit times and results)")
@@ -490,23 +511,12 @@ def main() -> None:
         *sections,
         "### Analysis", "",
         *analysis(all_points, all_sweeps), "",
-        "Fixed cost of the float16 MLP weights (colour MLP F-F-3K or F-F-CK, covariance MLP "
-        "F-F-3K, context MLP grid-2F-(2(F+4+2K)+3); K=10, 6 hash-grid levels as chosen for these "
-        "seed counts), independent of the image content and of λ:", "",
+        "Fixed cost of the stored MLP weights (colour MLP F-F-3K or F-F-CK and covariance MLP "
+        "F-F-3K as float16, context MLP grid-2F-(2(F+4+2K)+3) as int8 rows; K=10, 6 hash-grid "
+        "levels as chosen for these seed counts), independent of the image content and of λ:",
+        "",
         *fixed_cost_table(), "",
-        "Why: the MLP weights are stored as raw float16 and the context MLP (about two thirds "
-        "of them) grows with F², so with the default F=50 a file cannot be smaller than about "
-        "1.6 bpp on a 512x512 image and 6 bpp on a 256x256 one, whatever λ and the density: on "
-        "these small images the default model is a high-rate codec, outside JPEG's usual "
-        "range. The SGI design amortises the weights and the hash grid over a 51-megapixel "
-        "image (under 0.01 bpp at F=50), which is where the paper reports its gains. A small F "
-        "brings the fixed part down (F=12: 0.22 bpp at 512x512), but then the rest of the "
-        "file, the seed attributes, dominates: the offsets (2K values per seed) and the "
-        "log-scalings (4 per seed, quantised in the log domain with base step 1/16) cost "
-        "several bits per value (the bytes tables above), and a few hundred seeds fitted for a "
-        "short run leave a blurred image. "
-        "JPEG 2000 and JPEG XL are above JPEG at these rates (first lines of the list), so "
-        "napari-sgi's gap to them is larger than its gap to JPEG.",
+        *why_paragraph(),
     ]
     record_section("rd", "\n".join(lines))
 
