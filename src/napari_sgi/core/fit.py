@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .entropy import add_uniform_noise, base_steps, rate_bits_per_value
+from .entropy import GroupModel, add_uniform_noise, base_steps, rate_bits_per_value
 from .hashgrid import RESOLUTIONS
 from .image import build_pyramid
 from .model import Attributes, ModelConfig, SGIModel
@@ -101,7 +101,13 @@ def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:
     return optimizer, {g["name"]: g for g in optimizer.param_groups}
 
 
-def _noised(model: SGIModel, mode: str, level: int, generator: torch.Generator) -> Attributes:
+def _noised(
+    model: SGIModel,
+    mode: str,
+    level: int,
+    generator: torch.Generator,
+    models: dict[str, GroupModel] | None = None,
+) -> Attributes:
     attributes = model.attributes()
     if mode == "none":
         return attributes
@@ -113,7 +119,7 @@ def _noised(model: SGIModel, mode: str, level: int, generator: torch.Generator) 
             for name, values in groups.items()
         }
     else:
-        models = model.entropy_models(level)
+        models = models or model.entropy_models(level)
         noised = {
             name: add_uniform_noise(values, models[name].step, generator)
             for name, values in groups.items()
@@ -121,12 +127,23 @@ def _noised(model: SGIModel, mode: str, level: int, generator: torch.Generator) 
     return Attributes.from_groups(noised, model.config.gaussians_per_seed)
 
 
-def _rate(model: SGIModel, level: int, config: FitConfig, generator: torch.Generator):
-    """Bits per stored value on a random subset of seeds, plus the hash grid's share (Eq. 14)."""
+def _rate(
+    model: SGIModel,
+    config: FitConfig,
+    generator: torch.Generator,
+    all_models: dict[str, GroupModel],
+):
+    """Bits per stored value on a random subset of seeds, plus the hash grid's share (Eq. 14).
+
+    ``all_models`` are the distributions of every seed, already computed for the noise.
+    """
     n = model.config.seed_count
     subset_size = min(n, max(64, round(config.rate_subset * n)))
     subset = torch.randperm(n, generator=generator)[:subset_size].to(model.anchors.device)
-    models = model.entropy_models(level, subset)
+    models = {
+        name: GroupModel(g.mean[subset], g.scale[subset], g.step[subset])
+        for name, g in all_models.items()
+    }
     values = {
         name: add_uniform_noise(v[subset], models[name].step, generator)
         for name, v in model.attributes().as_groups().items()
@@ -208,12 +225,14 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         if step == schedule.rate_start:
             with torch.no_grad():
                 model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
-        render = model.render(level, _noised(model, mode, level, generator), backend=backend)
+        models = model.entropy_models(level) if mode == "adaptive" else None
+        attributes = _noised(model, mode, level, generator, models)
+        render = model.render(level, attributes, backend=backend)
         target = pyramid[level]
         distortion = torch.mean(torch.abs(render - target))
         loss = distortion
         if mode == "adaptive" and config.lmbda > 0:
-            loss = loss + config.lmbda * _rate(model, level, config, generator)
+            loss = loss + config.lmbda * _rate(model, config, generator, models)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
