@@ -79,6 +79,9 @@ QUICK = {
     "chunk_repeats": 1,
     "warm_cold_iterations": [3, 6], "warm_iterations": [3, 6],
 }
+# distributed samples every worker's stacks every 10 ms (its dashboard's profile); a variant runs
+# the workers without that sampler to show what it costs a fit
+NO_PROFILER = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 BAND = 8  # pixels: the seam band is 4 pixels on either side of a region border
 INTERIOR = 64  # pixels: the interior is at least this far from every region border
 MOSAIC_OFFSET = 200  # mosaic tile edges fall at 312 and 824 (mod 1024), away from region borders
@@ -173,6 +176,12 @@ def _warm_up_local() -> None:
         compress(stack, Path(folder) / "warm.sgi", preset="fast", iterations=2, device="cpu")
 
 
+def _profiler_enabled() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -214,6 +223,7 @@ def child_compress(args: dict) -> dict:
                 Client(cluster) as client:
             client.wait_for_workers(workers)
             client.run(_warm_up_slice)
+            out["worker_profiler"] = sorted(set(client.run(_profiler_enabled).values()))
             out["cluster_start_s"] = time.perf_counter() - started
             out["threads"] = int(os.environ.get("NAPARI_SGI_THREADS", "1"))
             out["load"] = _load()
@@ -403,10 +413,9 @@ def _mean_psnr(row: dict) -> float:
 
 def _run_name(row: dict) -> str:
     if row["workers"]:
-        return f"{row['workers']} worker{'s' if row['workers'] > 1 else ''}"
+        name = f"{row['workers']} worker{'s' if row['workers'] > 1 else ''}"
+        return name + (", profiler off" if row["variant"].endswith("noprofile") else "")
     threads = f"{row['threads']} thread{'s' if row['threads'] > 1 else ''}"
-    if row["variant"] == "active":
-        return f"in-process, {threads}, OMP_WAIT_POLICY=ACTIVE"
     return f"in-process, {threads}" + (" (as shipped)" if row["variant"] == "shipped" else "")
 
 
@@ -418,6 +427,8 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
     runs = [({"workers": 0, "variant": "shipped"}, None),
             ({"workers": 0, "variant": "one_thread", "threads": 1}, None)]
     runs += [({"workers": n, "variant": f"workers{n}"}, None) for n in cfg["workers"]]
+    runs += [({"workers": n, "variant": f"workers{n}-noprofile"}, NO_PROFILER)
+             for n in cfg["workers"]]
     repeats: list[list[dict]] = [[] for _ in runs]
     for repeat in range(cfg["throughput_repeats"]):
         for number, (extra, env) in enumerate(runs):
@@ -436,17 +447,27 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
         row = dict(sorted(done, key=lambda r: r["seconds"])[(len(done) - 1) // 2])
         row.update(runs_s=[r["seconds"] for r in done], loads=[r["load"] for r in done])
         rows.append(row)
-    by_workers = {r["workers"]: r for r in rows if r["workers"]}
-    speedup = projected = None
-    if 1 in by_workers and 2 in by_workers:
+    ratios = {}
+    for suffix in ("", "-noprofile"):
+        by_workers = {r["workers"]: r for r in rows
+                      if r["workers"] and r["variant"] == f"workers{r['workers']}{suffix}"}
+        if 1 not in by_workers or 2 not in by_workers:
+            continue
         one, two = by_workers[1], by_workers[2]
-        speedup = one["seconds"] / two["seconds"]
+        # in-process runs are compared with the default 1-worker run
+        for row in [one, two] + ([r for r in rows if not r["workers"]] if not suffix else []):
+            row["vs_one_worker"] = one["seconds"] / row["seconds"]
         # on a dedicated core per worker, a run takes about its busiest worker's CPU time
-        projected = one["busiest_cpu_s"] / two["busiest_cpu_s"]
-        say("throughput", {"speedup_2_vs_1": speedup, "projected_speedup_2_vs_1": projected},
-            f"2 workers vs 1 (medians): {speedup:.2f}x wall clock; {projected:.2f}x from the "
-            f"busiest worker's CPU time (a dedicated core per worker)")
-    return {"rows": rows, "speedup": speedup, "projected": projected, "shape": list(stack.shape)}
+        ratios[suffix] = (one["seconds"] / two["seconds"],
+                          one["busiest_cpu_s"] / two["busiest_cpu_s"])
+        wall, cpu = ratios[suffix]
+        say("throughput", {"variant": suffix or "default", "speedup_2_vs_1": wall,
+                           "projected_speedup_2_vs_1": cpu},
+            f"2 workers vs 1{suffix and ', profiler off'} (medians): {wall:.2f}x wall clock; "
+            f"{cpu:.2f}x from the busiest worker's CPU time (a dedicated core per worker)")
+    speedup, projected = ratios.get("", (None, None))
+    return {"rows": rows, "speedup": speedup, "projected": projected, "ratios": ratios,
+            "shape": list(stack.shape)}
 
 
 def section_warm(cfg: dict, work: Path, say, reuse: dict | None) -> dict:
@@ -595,14 +616,14 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
             "other sessions busy a second worker cannot get a second core, and OpenMP threads that "
             "spin while they wait burn the session's share. Wall-clock speed-ups here are bounded "
             "by that; CPU seconds are not.", ""]
-    one = next((r for r in tp["rows"] if r["workers"] == 1), None)
     lines += [
         f"### Throughput: {tp['shape'][0]} slices {tp['shape'][1]}x{tp['shape'][2]} "
         f"(z {cfg['z0']}..{cfg['z0'] + cfg['slices'] - 1}), {cfg['throughput_iterations']} steps",
         "",
         "In-process: `compress(tiff, ...)` as shipped (torch's default threads, OpenMP threads "
         "sleep while they wait) and with one thread. Workers: `LocalCluster(n_workers=N, "
-        "threads_per_worker=1, processes=True)`, one torch thread each (`NAPARI_SGI_THREADS`), "
+        "threads_per_worker=1, processes=True)`, one torch thread each (`NAPARI_SGI_THREADS`; the "
+        "fit gives the compiled kernel as many threads as torch), "
         "started and warmed up before the timer. CPU: user + system seconds of the call in every "
         "process (busiest: the worker, or the process, that spent most). Peak RSS of a cluster "
         f"run sums the main process, the workers and the nannies. Each run "
@@ -612,7 +633,7 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in tp["rows"]:
-        speed = f"{one['seconds'] / r['seconds']:.2f}x" if one else "-"
+        speed = f"{r['vs_one_worker']:.2f}x" if "vs_one_worker" in r else "-"
         lines.append(f"| {_run_name(r)} | {', '.join(f'{x:.1f}' for x in r['loads'])} | "
                      f"{', '.join(f'{x:.1f}' for x in r['runs_s'])} | {r['seconds']:.1f} | "
                      f"{r['slices_per_min']:.2f} | {speed} | {r['cpu_s']:.1f} | "
@@ -623,6 +644,13 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
                   f"**{tp['speedup']:.2f}x** wall clock (medians) on the shared machine; "
                   f"**{tp['projected']:.2f}x** projected for a dedicated core per worker (1 "
                   "worker's CPU seconds over the busiest of 2 workers')."]
+    if "-noprofile" in tp["ratios"]:
+        wall, cpu = tp["ratios"]["-noprofile"]
+        lines += ["", "Profiler off: the workers run without distributed's statistical profiler "
+                  "(`distributed.worker.profile.enabled: false`, here through "
+                  "`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`), which otherwise samples "
+                  f"every worker's stacks every 10 ms: {wall:.2f}x wall clock, {cpu:.2f}x from "
+                  "CPU seconds."]
     lines.append("")
 
     lines += [
