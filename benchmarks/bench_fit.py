@@ -1,8 +1,12 @@
 """Fit the real sample images with each preset: PSNR, SSIM, time and peak memory.
 
 Run:  python benchmarks/bench_fit.py [--presets fast default paper] [--images ihc nuclei zslice]
+          [--cache benchmarks/results/fit.jsonl]
 Each fit runs in its own process so that its peak resident memory is its own. Results are
 printed (one JSON object per line with --json) and recorded in docs/benchmarks.md ("fit").
+With --cache, every fit is appended to a JSON-lines file with its revision and the preset's full
+configuration, and a fit already there (same image, preset and configuration) is not run again:
+changing a preset re-runs only that preset.
 """
 
 from __future__ import annotations
@@ -19,6 +23,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import IMAGES, load  # noqa: E402
 from _record import git_revision, machine_description, record_section  # noqa: E402
+
+
+def preset_config(preset: str) -> dict:
+    from napari_sgi.core.presets import get_preset
+
+    return get_preset(preset).to_dict()
+
+
+def load_cache(path: Path | None) -> dict[tuple, dict]:
+    if path is None or not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {cache_key(r["image"], r["preset"], r["config"]): r for r in rows}
+
+
+def cache_key(image: str, preset: str, config: dict) -> tuple:
+    return image, preset, json.dumps(config, sort_keys=True)
 
 
 def run_one(image_name: str, preset: str) -> dict:
@@ -43,6 +64,8 @@ def run_one(image_name: str, preset: str) -> dict:
         "iterations": result.iterations,
         "cpu_s": round(cpu_seconds, 1),
         "load_before": round(load_before, 2),
+        "config": preset_config(preset),
+        "revision": git_revision(),
     }
 
 
@@ -53,13 +76,20 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child process mode
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--cache", type=Path, help="JSON-lines file of measured fits")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(*args.one)))
         return
+    cache = load_cache(args.cache)
     rows = []
     for image in args.images:
         for preset in args.presets:
+            cached = cache.get(cache_key(image, preset, preset_config(preset)))
+            if cached is not None:
+                rows.append(cached)
+                print(f"{image:7s} {preset:8s} from the cache (revision {cached['revision']})")
+                continue
             out = subprocess.run(
                 [sys.executable, __file__, "--one", image, preset],
                 capture_output=True,
@@ -68,6 +98,10 @@ def main() -> None:
             )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
+            if args.cache is not None:
+                args.cache.parent.mkdir(parents=True, exist_ok=True)
+                with args.cache.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             print(
                 json.dumps(row)
                 if args.json
@@ -84,13 +118,37 @@ def main() -> None:
         record(rows, args, done=True)
 
 
+def target_lines(rows: list[dict]) -> list[str]:
+    """The engine issue's target: `default` in <= 3 minutes and within 0.5 dB of `paper`."""
+    by = {(r["image"], r["preset"]): r for r in rows}
+    lines = []
+    for image in dict.fromkeys(r["image"] for r in rows):
+        default, paper = by.get((image, "default")), by.get((image, "paper"))
+        if default is None or paper is None:
+            continue
+        gap = paper["psnr"] - default["psnr"]
+        lines.append(
+            f"- {IMAGES[image][1]}: `default` {default['psnr']:.2f} dB in "
+            f"{default['seconds']:.0f} s, `paper` {paper['psnr']:.2f} dB: gap {gap:.2f} dB "
+            f"({'within' if gap <= 0.5 else 'NOT within'} 0.5 dB; "
+            f"{'<=' if default['seconds'] <= 180 else 'OVER'} 3 minutes)"
+        )
+    return [
+        "Target: `default` fits a 512x512 image in <= 3 minutes and lands within 0.5 dB of `paper`."
+        if lines
+        else "",
+        *lines,
+    ]
+
+
 def record(rows: list[dict], args: argparse.Namespace, done: bool) -> None:
     lines = [
         "## Fitting the sample images (issue: engine)",
         "",
-        f"Machine: {machine_description()}; revision {git_revision()}.",
+        f"Machine: {machine_description()}; recorded at revision {git_revision()}; each row's "
+        "fit ran at the revision in its last column.",
         f"Command: `python benchmarks/bench_fit.py --presets {' '.join(args.presets)} "
-        f"--images {' '.join(args.images)}`",
+        f"--images {' '.join(args.images)}" + (f" --cache {args.cache}`" if args.cache else "`"),
         "",
         "PSNR/SSIM of the decoded image (quantised model, original dtype) against the original, "
         "relative to the data range; wall time and CPU time of the whole fit; peak RSS of the "
@@ -98,15 +156,17 @@ def record(rows: list[dict], args: argparse.Namespace, done: bool) -> None:
         "other work shared the machine and the wall time is inflated).",
         "",
         "| image | preset | steps | Gaussians | PSNR (dB) | SSIM | wall (s) | CPU (s) "
-        "| peak RSS (MiB) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS (MiB) | load | revision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {IMAGES[r['image']][1]} | {r['preset']} | {r['iterations']} | "
             f"{r['gaussians']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.1f} | "
-            f"{r['cpu_s']:.1f} | {r['peak_rss_mib']} | {r['load_before']:.1f} |"
+            f"{r['cpu_s']:.1f} | {r['peak_rss_mib']} | {r['load_before']:.1f} | "
+            f"{r.get('revision', '?')} |"
         )
+    lines += ["", *target_lines(rows)]
     if not done:
         lines.append("")
         lines.append("*(run in progress: rows are recorded as they finish)*")
