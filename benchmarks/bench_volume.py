@@ -443,6 +443,9 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
                 f"{_mean_psnr(row):.2f} dB, peak RSS {row['peak_rss_mib']:.0f} MiB, "
                 f"load {row['load']}")
     rows = []
+    # The same fit gives the same PSNR every time: a difference means the code changed under a
+    # running benchmark (a shared checkout), and the table says so.
+    mixed = len({round(_mean_psnr(r), 6) for done in repeats for r in done}) > 1
     for done in repeats:
         row = dict(sorted(done, key=lambda r: r["seconds"])[(len(done) - 1) // 2])
         row.update(runs_s=[r["seconds"] for r in done], loads=[r["load"] for r in done])
@@ -467,7 +470,7 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
             f"{cpu:.2f}x from the busiest worker's CPU time (a dedicated core per worker)")
     speedup, projected = ratios.get("", (None, None))
     return {"rows": rows, "speedup": speedup, "projected": projected, "ratios": ratios,
-            "shape": list(stack.shape)}
+            "shape": list(stack.shape), "mixed": mixed}
 
 
 def section_warm(cfg: dict, work: Path, say, reuse: dict | None) -> dict:
@@ -639,6 +642,9 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
                      f"{r['slices_per_min']:.2f} | {speed} | {r['cpu_s']:.1f} | "
                      f"{r['cpu_s'] / r['n_slices']:.2f} | "
                      f"{r['busiest_cpu_s']:.1f} | {_mean_psnr(r):.2f} | {r['peak_rss_mib']:.0f} |")
+    if tp["mixed"]:
+        lines += ["", "**Warning**: the repeats' PSNRs differ, so the code changed while this ran "
+                  "(another commit in the shared checkout); rows may compare different code."]
     if tp["speedup"]:
         lines += ["", f"Target: at least 1.7x with 2 workers on 2 cores. Measured "
                   f"**{tp['speedup']:.2f}x** wall clock (medians) on the shared machine; "

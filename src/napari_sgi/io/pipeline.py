@@ -325,7 +325,11 @@ def compress(
         A callable returning True, or a ``threading.Event``, to stop: raises :class:`FitCancelled`;
         the destination is left untouched.
     client
-        A ``dask.distributed.Client``: slices are fitted on its workers.
+        A ``dask.distributed.Client``: slices are fitted on its workers, one slice a task (give
+        each worker one thread and ``NAPARI_SGI_THREADS`` torch threads, default 1). A file-backed
+        source goes to each worker once. Workers started without distributed's statistical
+        profiler (``distributed.worker.profile.enabled: false``) fit a few per cent faster
+        (docs/benchmarks.md, "volume").
     resume
         Reuse the finished slices of an interrupted run of the same job.
     region_size, region_margin
