@@ -105,16 +105,18 @@ class SGIModel(nn.Module):
     torch.Size([1, 32, 48])
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, *, initialize_scaling: bool = True):
         super().__init__()
         self.config = config
         n, f, k = config.seed_count, config.feature_dim, config.gaussians_per_seed
         anchors = config.seed_grid.positions()
         self.register_buffer("anchors", torch.from_numpy(anchors), persistent=False)
-        coarse_factor = 2.0 ** (config.levels - 1)
-        log_scaling = initial_log_scaling(anchors, coarse_factor)
         self.features = nn.Parameter(torch.zeros(n, f))
         self.offsets = nn.Parameter(torch.zeros(n, k, 2))
+        # A decoder overwrites the scalings: it skips the nearest-neighbour search they start from.
+        log_scaling = np.zeros(n, np.float32)
+        if initialize_scaling:
+            log_scaling = initial_log_scaling(anchors, 2.0 ** (config.levels - 1))
         self.log_scaling = nn.Parameter(torch.from_numpy(np.repeat(log_scaling[:, None], 4, 1)))
         self.mlp_color = _mlp(f, f, config.channels * k)
         self.mlp_cov = _mlp(f, f, 3 * k)

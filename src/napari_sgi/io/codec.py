@@ -109,7 +109,7 @@ def encode_model(model: SGIModel) -> dict[str, bytes]:
 def decode_model(config: ModelConfig, sections: dict[str, bytes]) -> SGIModel:
     """Rebuild the model that :func:`encode_model` left behind, from its sections alone."""
     with torch.random.fork_rng(devices=[]):
-        model = SGIModel(config)
+        model = SGIModel(config, initialize_scaling=False)
     load_weights(model, sections["weights"])
     with torch.no_grad():
         table = model.context.grid.table
