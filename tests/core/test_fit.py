@@ -11,6 +11,11 @@ from napari_sgi.core.schedule import Schedule
 TINY = FitConfig(iterations=12, levels=2, feature_dim=6, gaussians_per_seed=3, density=0.1)
 
 
+def test_unknown_distortion_is_refused():
+    with pytest.raises(ValueError, match="distortion"):
+        FitConfig(distortion="l2")
+
+
 def test_presets():
     paper = get_preset("paper")
     assert (
@@ -66,10 +71,19 @@ def test_progress_reports_every_step_and_cancel_stops():
     assert len(reports) == 16
 
 
-def test_short_fit_on_a_real_crop_clearly_improves_psnr(ihc_crop):
+@pytest.mark.parametrize("distortion", ["l1", "mse"])
+def test_short_fit_on_a_real_crop_clearly_improves_psnr(ihc_crop, distortion):
     value_range = ValueRange.of(ihc_crop)
     image = to_tensor(ihc_crop, value_range)
-    config = FitConfig(iterations=150, levels=2, feature_dim=16, gaussians_per_seed=6, density=0.25)
+    config = FitConfig(
+        iterations=150,
+        levels=2,
+        feature_dim=16,
+        gaussians_per_seed=6,
+        density=0.25,
+        distortion=distortion,
+        lmbda=0.001 if distortion == "l1" else 3e-5,
+    )
     model = make_model(tuple(image.shape), config)
     with torch.no_grad():
         before = psnr(model.render(0).clamp(0, 1), image)

@@ -229,7 +229,8 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         attributes = _noised(model, mode, level, generator, models)
         render = model.render(level, attributes, backend=backend)
         target = pyramid[level]
-        distortion = torch.mean(torch.abs(render - target))
+        error = render - target
+        distortion = torch.mean(error * error if config.distortion == "mse" else torch.abs(error))
         loss = distortion
         if mode == "adaptive" and config.lmbda > 0:
             loss = loss + config.lmbda * _rate(model, config, generator, models)
