@@ -2,7 +2,8 @@
 
 Run:  python benchmarks/bench_rd.py [--images ihc nuclei zslice] [--iterations 1500]
           [--lambdas 0.0005 0.002 0.008 0.03] [--densities 0.03 0.07] [--feature-dims 50]
-          [--points [IMAGE/]F:DENSITY:LAMBDA ...] [--cache results.jsonl] [--json] [--no-record]
+          [--points [IMAGE/]F:DENSITY:LAMBDA[:DISTORTION] ...] [--cache results.jsonl]
+          [--json] [--no-record]
 
 napari-sgi is run at every (feature_dim, density, lambda) of the grid (or of ``--points``); each
 fit writes a real `.sgi` file, whose size on disk is its rate and whose decoded pixels (read back
@@ -128,14 +129,15 @@ def at_rate(rows: list[dict], bpp: float, key: str = "psnr") -> float | None:
 
 # -- napari-sgi --------------------------------------------------------------------------------
 def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iterations: int,
-              feature_dim: int, density: float, lmbda: float) -> dict:
+              feature_dim: int, density: float, lmbda: float, distortion: str = "l1") -> dict:
     from napari_sgi.io.container import SGIReader
     from napari_sgi.io.pipeline import compress
     from napari_sgi.io.reader import SGIFile
 
-    path = folder / f"{name}-F{feature_dim}-d{density}-l{lmbda}.sgi"
+    path = folder / f"{name}-F{feature_dim}-d{density}-l{lmbda}-{distortion}.sgi"
     result = compress(image, path, preset=preset, device="cpu", iterations=iterations,
-                      feature_dim=feature_dim, density=density, lmbda=lmbda)
+                      feature_dim=feature_dim, density=density, lmbda=lmbda,
+                      distortion=distortion)
     info = SGIReader(path).info()
     parts = info.grouped()
     sgi = SGIFile(path)
@@ -144,6 +146,7 @@ def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iteration
     p, s = quality(decoded, image)
     row = {"codec": "napari-sgi", "image": name, "preset": preset, "iterations": iterations,
            "feature_dim": feature_dim, "density": density, "lmbda": lmbda,
+           "distortion": distortion,
            "gaussians": result.gaussians, "bytes": result.bytes, "bpp": result.bpp,
            "psnr": p, "ssim": s, "psnr_encoder": result.psnr, "ssim_encoder": result.ssim,
            "seconds": result.seconds, "revision": git_revision(),
@@ -156,7 +159,19 @@ def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iteration
 
 def _key(row: dict) -> tuple:
     return (row["image"], row["preset"], row["iterations"], row["feature_dim"],
-            float(row["density"]), float(row["lmbda"]))
+            float(row["density"]), float(row["lmbda"]), row.get("distortion", "l1"))
+
+
+def series(row: dict) -> str:
+    """The curve a point belongs to: its F, and its distortion when it is not L1."""
+    distortion = row.get("distortion", "l1")
+    return f"F={row['feature_dim']}" + ("" if distortion == "l1" else f", {distortion}")
+
+
+def lam(row: dict) -> str:
+    """λ as the tables print it, with the distortion when it is not the paper's L1."""
+    distortion = row.get("distortion", "l1")
+    return f"{row['lmbda']:g}" + ("" if distortion == "l1" else f" ({distortion})")
 
 
 SWEEP_SETTINGS = [list(JPEG_QUALITIES), list(JPEG2K_PSNR), list(JPEGXL_DISTANCES)]
@@ -205,16 +220,20 @@ def plot(name: str, sweeps: dict, points: list[dict], path: Path, channels: int,
                 lw=1.2, color=color, label=codec)
     markers = {}
     for r in points:
-        f = r["feature_dim"]
-        markers.setdefault(f, "D*PXv<>"[len(markers) % 7])
-    for f, marker in markers.items():
-        rows = sorted([r for r in points if r["feature_dim"] == f], key=lambda r: r["bpp"])
+        markers.setdefault(series(r), "D*PXv<>"[len(markers) % 7])
+    drawn = set()
+    for label, marker in markers.items():
+        rows = sorted([r for r in points if series(r) == label], key=lambda r: r["bpp"])
         ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], ls=":", lw=1,
                 marker=marker, ms=7, color="black",
-                label=f"napari-sgi F={f} ({rows[0]['iterations']} steps)")
+                label=f"napari-sgi {label} ({rows[0]['iterations']} steps)")
         for r in rows:
-            ax.annotate(f"d={r['density']:g}\nλ={r['lmbda']:g}", (r["bpp"], r["psnr"]),
+            ax.annotate(f"d={r['density']:g}\nλ={lam(r)}", (r["bpp"], r["psnr"]),
                         textcoords="offset points", xytext=(5, -14), fontsize=6.5)
+        f = r["feature_dim"]
+        if f in drawn:
+            continue
+        drawn.add(f)
         fixed = 8 * (r["sections"]["weights"] + r["header_index"]) / _pixels(name)
         ax.axvline(fixed, color="grey", lw=0.8, ls="--")
         ax.annotate(f"F={f}: weights + header = {fixed:.2f} bpp", (fixed, 0.03),
@@ -224,7 +243,7 @@ def plot(name: str, sweeps: dict, points: list[dict], path: Path, channels: int,
     from napari_sgi.core.presets import get_preset
 
     default_f = get_preset(preset).feature_dim
-    if default_f not in markers:
+    if default_f not in drawn:
         weights = 8 * weight_bytes(channels, size, default_f) / size**2
         ax.axvline(weights, color="grey", lw=0.8, ls="-.")
         ax.annotate(f"F={default_f} ({preset}): weights alone = {weights:.2f} bpp",
@@ -326,14 +345,14 @@ def analysis(points: list[dict], all_sweeps: dict) -> list[str]:
             top = sweeps["JPEG 2000"][-1]
             if d2 is None and r["bpp"] > top["bpp"]:
                 parts.append(
-                    f"F={r['feature_dim']}, d={r['density']:g}, λ={r['lmbda']:g}: "
+                    f"F={r['feature_dim']}, d={r['density']:g}, λ={lam(r)}: "
                     f"{r['bpp']:.2f} bpp of which {fixed:.2f} bpp weights + hash grid + header "
                     f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
                     f"{r['psnr']:.2f} dB, where JPEG 2000 already reaches {top['psnr']:.1f} dB "
                     f"at {top['bpp']:.2f} bpp")
                 continue
             parts.append(
-                f"F={r['feature_dim']}, d={r['density']:g}, λ={r['lmbda']:g}: {r['bpp']:.2f} bpp "
+                f"F={r['feature_dim']}, d={r['density']:g}, λ={lam(r)}: {r['bpp']:.2f} bpp "
                 f"of which {fixed:.2f} bpp weights + hash grid + header "
                 f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
                 f"{r['psnr']:.2f} dB; vs JPEG "
@@ -373,7 +392,7 @@ def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
                 cells += [f"> {top['psnr']:.2f}", f"< {r['psnr'] - top['psnr']:+.2f}"]
             else:
                 cells += [_fmt(other), "n/a" if other is None else f"{r['psnr'] - other:+.2f}"]
-        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {r['lmbda']:g} | "
+        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {lam(r)} | "
                      f"{r['iterations']} | {r['gaussians']:,} | {r['bytes']:,} | "
                      f"{r['bpp']:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                      + " | ".join(cells) + f" | {r['seconds']:.0f} |")
@@ -387,21 +406,21 @@ def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
         s = r["sections"]
         fixed = 8 * (s["weights"] + r["header_index"]) / pixels
         per_value = ", ".join(f"{b:.1f}" for b in bits_per_value(r).values())
-        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {r['lmbda']:g} | "
+        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {lam(r)} | "
                      + " | ".join(f"{s[k]:,}" for k in SECTIONS)
                      + f" | {r['header_index']:,} | {r['bytes']:,} | {fixed:.3f} | "
                      f"{per_value} |")
     lines += ["", "All codecs at fixed rates (PSNR in dB, interpolated on each sweep; napari-sgi "
-              "on the points of each F, n/a where its points do not reach):", "",
+              "on the points of each series, n/a where its points do not reach):", "",
               "| codec | " + " | ".join(f"{b:g} bpp" for b in SUMMARY_BPP) + " |",
               "|---|" + "---:|" * len(SUMMARY_BPP)]
     for codec in CODECS:
         lines.append(f"| {codec} | " + " | ".join(_fmt(at_rate(sweeps[codec], b))
                                                   for b in SUMMARY_BPP) + " |")
-    for f in sorted({r["feature_dim"] for r in points}, reverse=True):
-        rows = sorted([r for r in points if r["feature_dim"] == f], key=lambda r: r["bpp"])
+    for label in sorted({series(r) for r in points}, reverse=True):
+        rows = sorted([r for r in points if series(r) == label], key=lambda r: r["bpp"])
         own = ", ".join(f"{r['psnr']:.2f} dB at {r['bpp']:.2f} bpp" for r in rows)
-        lines.append(f"| napari-sgi F={f} ({own}) | "
+        lines.append(f"| napari-sgi {label} ({own}) | "
                      + " | ".join(_fmt(at_rate(rows, b)) for b in SUMMARY_BPP) + " |")
     return lines + [""]
 
@@ -415,7 +434,7 @@ def main() -> None:
     parser.add_argument("--lambdas", nargs="+", type=float, default=[0.0005, 0.002, 0.008, 0.03])
     parser.add_argument("--densities", nargs="+", type=float, default=[0.03, 0.07])
     parser.add_argument("--feature-dims", nargs="+", type=int, default=[50])
-    parser.add_argument("--points", nargs="+", metavar="[IMAGE/]F:DENSITY:LAMBDA",
+    parser.add_argument("--points", nargs="+", metavar="[IMAGE/]F:DENSITY:LAMBDA[:DISTORTION]",
                         help="explicit napari-sgi points instead of the grid (IMAGE/: for that "
                              "image only)")
     parser.add_argument("--cache", type=Path, help="JSON-lines file of napari-sgi points")
@@ -429,11 +448,11 @@ def main() -> None:
         grid = []
         for text in args.points:
             only, _, text = text.rpartition("/")
-            f, d, lam = text.split(":")
-            grid.append((only or None, int(f), float(d), float(lam)))
+            f, d, lmbda, *rest = text.split(":")
+            grid.append((only or None, int(f), float(d), float(lmbda), *(rest or ["l1"])))
     else:
-        grid = [(None, f, d, lam) for f in args.feature_dims for d in args.densities
-                for lam in args.lambdas]
+        grid = [(None, f, d, lmbda, "l1") for f in args.feature_dims for d in args.densities
+                for lmbda in args.lambdas]
     cache = _load_cache(args.cache)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_rd_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -451,13 +470,14 @@ def main() -> None:
                 if args.json:
                     print(json.dumps({"image": name, **r}), flush=True)
         points = []
-        for only, f, d, lam in grid:
+        for only, f, d, lmbda, distortion in grid:
             if only is not None and only != name:
                 continue
-            key = (name, args.preset, args.iterations, f, d, lam)
+            key = (name, args.preset, args.iterations, f, d, lmbda, distortion)
             row = cache.get(key)
             if row is None:
-                row = sgi_point(name, image, folder, args.preset, args.iterations, f, d, lam)
+                row = sgi_point(name, image, folder, args.preset, args.iterations, f, d, lmbda,
+                                distortion)
                 _append(args.cache, row)
             row = dict(row)
             for codec in CODECS:
@@ -466,12 +486,12 @@ def main() -> None:
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
-                print(f"{name:7s} F={f:<3d} d={d:<5g} λ={lam:<7g} {row['bytes']:7d} B "
+                print(f"{name:7s} F={f:<3d} d={d:<5g} λ={lam(row):<7s} {row['bytes']:7d} B "
                       f"{row['bpp']:6.3f} bpp  PSNR {row['psnr']:6.2f} dB (JPEG "
                       f"{_fmt(row['psnr_JPEG'])}, J2K {_fmt(row['psnr_JPEG 2000'])}, JXL "
                       f"{_fmt(row['psnr_JPEG XL'])})  {row['seconds']:.0f} s", flush=True)
             if abs(row["psnr"] - row["psnr_encoder"]) > 0.01:
-                print(f"WARNING: {name} F={f} d={d} λ={lam}: decoded PSNR {row['psnr']:.3f} "
+                print(f"WARNING: {name} F={f} d={d} λ={lam(row)}: decoded PSNR {row['psnr']:.3f} "
                       f"!= encoder's {row['psnr_encoder']:.3f}", file=sys.stderr, flush=True)
         all_points += points
         all_sweeps[name] = sweeps
