@@ -117,14 +117,21 @@ def test_cpu_matches_reference(height, width, channels, count):
         assert_close_scaled(got, want)
 
 
-@needs_kernel
-@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
-def test_every_instruction_set_matches_reference(isa, monkeypatch):
-    from napari_sgi.core._raster_cpu import ISA_ENV, available_isas, kernel_isa
+def use_isa(isa: str, monkeypatch) -> None:
+    """Force the kernel's instruction set for this test, or skip where the CPU lacks it."""
+    from napari_sgi.core._raster_cpu import ISA_ENV, available_isas
 
     if isa not in available_isas():
         pytest.skip(f"this CPU cannot run {isa}")
     monkeypatch.setenv(ISA_ENV, isa)
+
+
+@needs_kernel
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_every_instruction_set_matches_reference(isa, monkeypatch):
+    from napari_sgi.core._raster_cpu import kernel_isa
+
+    use_isa(isa, monkeypatch)
     assert kernel_isa() == isa
     scene = random_scene(400, 45, 67, 3, seed=7)
     expected = render_with_grads(rasterize_sum_torch, *scene, 45, 67)
@@ -169,11 +176,9 @@ def elongated_scene(
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_skipping_keeps_the_pairs_of_elongated_gaussians(isa, monkeypatch):
     """Evaluating only near each ellipse takes the pairs that evaluating whole boxes takes."""
-    from napari_sgi.core._raster_cpu import ISA_ENV, NO_SKIP_ENV, available_isas, evaluated_pairs
+    from napari_sgi.core._raster_cpu import NO_SKIP_ENV, evaluated_pairs
 
-    if isa not in available_isas():
-        pytest.skip(f"this CPU cannot run {isa}")
-    monkeypatch.setenv(ISA_ENV, isa)
+    use_isa(isa, monkeypatch)
     height, width = 75, 90
     scene = elongated_scene(150, height, width, seed=17)
     bounds = gaussian_pixel_bounds(scene[0], scene[1], height, width)

@@ -2,7 +2,8 @@
 
 ``fake_api`` stands in for ``napari_sgi.compress``/``open_sgi`` with the API contract's signature
 and behaviour (progress per step, cancel → ``FitCancelled`` and no file), so that the GUI plumbing
-is tested in milliseconds; ``real_api`` skips a test until the real functions exist.
+is tested in milliseconds. It reports with the real ``CompressProgress`` and ``CompressResult``
+so that it cannot drift from what the widget gets from the real API.
 """
 
 from __future__ import annotations
@@ -10,23 +11,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_sgi import api
-
-
-def has_real_api() -> bool:
-    return hasattr(api, "compress") and hasattr(api, "open_sgi")
+from napari_sgi import CompressProgress, CompressResult, api
 
 
 @pytest.fixture
 def real_api():
-    if not has_real_api():
-        pytest.skip("napari_sgi.compress/open_sgi have not landed in napari_sgi.api yet")
     return api
 
 
@@ -36,28 +31,6 @@ def tiny_image() -> np.ndarray:
     y, x = np.mgrid[:32, :32]
     blob = 3000 * np.exp(-((y - 14) ** 2 + (x - 18) ** 2) / 40)
     return (200 + 20 * x + blob).astype(np.uint16)
-
-
-@dataclass
-class FakeProgress:
-    done: int
-    total: int
-    slice_index: int
-    n_slices: int
-    psnr: float
-
-
-@dataclass
-class FakeResult:
-    path: Path
-    bytes: int
-    bpp: float
-    compression_ratio: float
-    psnr: float
-    ssim: float
-    slice_psnr: list = field(default_factory=list)
-    seconds: float = 0.0
-    n_slices: int = 1
 
 
 @dataclass
@@ -97,7 +70,7 @@ class FakeAPI:
                                            else cancel()):
                     raise FitCancelled("cancelled")
                 if progress is not None:
-                    progress(FakeProgress(done, total, (done - 1) // steps, n_slices, 20.0))
+                    progress(CompressProgress(done, total, (done - 1) // steps, n_slices, 20.0))
                 time.sleep(self.step_seconds)
         except BaseException:
             partial.unlink()
@@ -106,8 +79,19 @@ class FakeAPI:
         np.save(partial.with_suffix(".npy"), array)
         os.replace(partial.with_suffix(".npy"), path)
         partial.unlink()
-        return FakeResult(Path(path), os.path.getsize(path), 1.0, 16.0, 40.0, 0.99,
-                          [40.0 + i for i in range(n_slices)], 0.1, n_slices)
+        return CompressResult(
+            path=Path(path),
+            bytes=os.path.getsize(path),
+            bpp=1.0,
+            compression_ratio=16.0,
+            psnr=40.0,
+            ssim=0.99,
+            slice_psnr=[40.0 + i for i in range(n_slices)],
+            slice_ssim=[0.99] * n_slices,
+            seconds=0.1,
+            n_slices=n_slices,
+            gaussians=0,
+        )
 
     def open_sgi(self, path):
         with open(path, "rb") as f:

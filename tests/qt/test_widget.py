@@ -92,14 +92,20 @@ def test_stack_shows_psnr_per_slice(sgi_widget, fake_api, tmp_path, wait_idle):
     assert widget.slice_table.data.to_list() == [["40.00 dB"], ["41.00 dB"], ["42.00 dB"]]
 
 
-def test_cancel_leaves_no_file(sgi_widget, fake_api, tiny_image, tmp_path, qtbot, wait_idle):
-    viewer, widget = sgi_widget
-    widget.set_layer(viewer.add_image(tiny_image))
+def start_long_compress(viewer, widget, fake_api, image, tmp_path, qtbot):
+    """Start a slow compress into ``tmp_path/never.sgi`` and wait until it reports progress."""
+    widget.set_layer(viewer.add_image(image))
     widget.iterations.value = 10_000
     fake_api.step_seconds = 0.002
     widget.output.value = tmp_path / "never.sgi"
     worker = widget.start()
     qtbot.waitUntil(lambda: worker.pbar.n > 5, timeout=10_000)
+    return worker
+
+
+def test_cancel_leaves_no_file(sgi_widget, fake_api, tiny_image, tmp_path, qtbot, wait_idle):
+    viewer, widget = sgi_widget
+    start_long_compress(viewer, widget, fake_api, tiny_image, tmp_path, qtbot)
     widget.cancel_button.clicked()
     wait_idle(widget)
     assert list(tmp_path.iterdir()) == []
@@ -111,12 +117,7 @@ def test_cancel_leaves_no_file(sgi_widget, fake_api, tiny_image, tmp_path, qtbot
 def test_worker_quit_alone_cancels(sgi_widget, fake_api, tiny_image, tmp_path, qtbot, wait_idle):
     """The activity dock's cancel calls only ``worker.quit()``; that must stop compress too."""
     viewer, widget = sgi_widget
-    widget.set_layer(viewer.add_image(tiny_image))
-    widget.iterations.value = 10_000
-    fake_api.step_seconds = 0.002
-    widget.output.value = tmp_path / "never.sgi"
-    worker = widget.start()
-    qtbot.waitUntil(lambda: worker.pbar.n > 5, timeout=10_000)
+    worker = start_long_compress(viewer, widget, fake_api, tiny_image, tmp_path, qtbot)
     worker.quit()
     wait_idle(widget)
     assert list(tmp_path.iterdir()) == []

@@ -107,9 +107,9 @@ class ContextModel(nn.Module):
             dim = self.dims[group]
             values = groups[group]
             mean = out[:, start : start + dim]
-            bias[start : start + dim] += (values - mean).mean(0)
-            residual = values - (mean + (values - mean).mean(0))
-            spread = residual.pow(2).mean(0).sqrt().clamp_min(1e-3)
+            shift = (values - mean).mean(0)
+            bias[start : start + dim] += shift
+            spread = (values - mean - shift).pow(2).mean(0).sqrt().clamp_min(1e-3)
             raw_scale = out[:, start + dim : start + 2 * dim].mean(0)
             # inverse softplus: log(exp(y) - 1)
             bias[start + dim : start + 2 * dim] += torch.log(torch.expm1(spread)) - raw_scale

@@ -108,6 +108,7 @@ def _noised(
     generator: torch.Generator,
     models: dict[str, GroupModel] | None = None,
 ) -> Attributes:
+    """The attributes with training noise: none, base steps, or ``models``' adaptive steps."""
     attributes = model.attributes()
     if mode == "none":
         return attributes
@@ -119,7 +120,6 @@ def _noised(
             for name, values in groups.items()
         }
     else:
-        models = models or model.entropy_models(level)
         noised = {
             name: add_uniform_noise(values, models[name].step, generator)
             for name, values in groups.items()
@@ -223,8 +223,7 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
             scale = config.attribute_lr_scale if name in ("features", "offsets") else 1.0
             group["lr"] = schedule.learning_rate(name, step, scale)
         if step == schedule.rate_start:
-            with torch.no_grad():
-                model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
+            model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
         models = model.entropy_models(level) if mode == "adaptive" else None
         attributes = _noised(model, mode, level, generator, models)
         render = model.render(level, attributes, backend=backend)
