@@ -97,3 +97,20 @@ def test_calibrate_fits_the_prior_to_the_attributes():
     assert after < before - 1.0, (before, after)
     for name, values in groups.items():
         torch.testing.assert_close(means[name], values.mean(0), atol=1e-4, rtol=0)
+
+
+def test_a_context_model_without_grid_gives_every_seed_the_same_calibrated_prior():
+    context = ContextModel(4, 3, grid_levels=0)
+    assert context.grid is None and context.grid_bits() == 0.0
+    coords = torch.rand(50, 2)
+    values = {
+        "features": torch.randn(50, 4) * 3 + 5,
+        "log_scaling": torch.randn(50, 4) * 0.5 + 1.5,
+        "offsets": torch.randn(50, 6) * 0.3,
+    }
+    context.calibrate(coords, values)
+    models = context(coords)
+    for name, group in models.items():
+        assert torch.equal(group.mean, group.mean[:1].expand_as(group.mean))
+        assert torch.allclose(group.mean[0], values[name].mean(0), atol=1e-5)
+        assert torch.allclose(group.scale[0], values[name].std(0, unbiased=False), rtol=1e-3)

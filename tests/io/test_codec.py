@@ -68,3 +68,28 @@ def test_fast_table_helpers_match_numpy_sorts():
         first, inverse = distinct_rows(keys)
         assert np.array_equal(keys[first][inverse], keys)
         assert len(first) == len(np.unique(keys))
+
+
+def test_a_model_without_hash_grid_stores_its_prior_and_decodes_exactly():
+    """``grid_levels=0``: no grid bits, a float16 prior instead of the context MLP, and the
+    decoder renders exactly what the encoder measured."""
+    from napari_sgi.io.codec import decode_model
+
+    model = fit(
+        torch.rand(1, 32, 32),
+        FitConfig(
+            iterations=30, levels=2, feature_dim=6, gaussians_per_seed=4, density=0.1,
+            grid_levels=0,
+        ),
+    ).model
+    assert model.context.grid is None and model.context.mlp is None
+    sections = encode_model(model)
+    assert sections["hash_grid"] == b""
+    halves = sum(
+        p.numel() for name in ("mlp_color", "mlp_cov") for p in getattr(model, name).parameters()
+    )
+    assert len(sections["weights"]) == 4 + 2 * (halves + model.context.prior.numel())
+    decoded = decode_model(model.config, sections)
+    with torch.no_grad():
+        assert torch.equal(decoded.render(0), model.render(0))
+        assert torch.equal(decoded.context.prior, model.context.prior)

@@ -15,6 +15,7 @@ import pytest
 from napari_sgi.io.container import SGIReader, SGIWriter, read_sgi, sgi_info, write_sgi
 from napari_sgi.io.errors import MissingSectionError, SGIFormatError
 from napari_sgi.io.format_v1 import MAGIC, FormatV1, SectionEntry
+from napari_sgi.io.formats import CurrentFormat
 
 HEADER = {
     "shape": [3, 64, 80],
@@ -62,7 +63,7 @@ def test_round_trip(tmp_path):
     assert header == HEADER
     assert sections == SECTIONS and list(sections) == list(SECTIONS)
     with SGIReader(path) as r:
-        assert r.format_version == 1
+        assert r.format_version == CurrentFormat.version
         assert r.file_size == os.path.getsize(path)
         assert r.section_sizes == {k: len(v) for k, v in SECTIONS.items()}
         assert "slice/1/mlp" in r and "nope" not in r
@@ -279,7 +280,7 @@ def test_foreign_files(tmp_path):
 
 def test_newer_and_unknown_versions(tmp_path):
     data = bytearray(_write(tmp_path).read_bytes())
-    data[8:12] = struct.pack("<I", 2)
+    data[8:12] = struct.pack("<I", CurrentFormat.version + 1)
     _expect(bytes(data), "newer napari-sgi")
     data[8:12] = struct.pack("<I", 0)
     _expect(bytes(data), "unknown .sgi format version 0")
@@ -302,7 +303,7 @@ def test_bit_flips_are_detected(tmp_path):
     _expect(bytes(bad), "'slice/0/features' is corrupt")
     bad = bytearray(data)
     bad[-30] ^= 0x01  # inside the index
-    _expect(bytes(bad), "footer checksum")
+    _expect(bytes(bad), "footer checksum|compressed header")
     bad = bytearray(data)
     bad[12] ^= 0x01  # flags
     _expect(bytes(bad), "flags")

@@ -50,6 +50,9 @@ class ContextModel(nn.Module):
         F, features per seed.
     gaussians_per_seed
         K, offsets per seed.
+    grid_levels
+        Levels of the binary hash grid; 0 means no spatial context: one learned distribution per
+        attribute for all seeds (``prior``), and neither grid nor MLP to store.
     """
 
     def __init__(
@@ -63,17 +66,40 @@ class ContextModel(nn.Module):
     ):
         super().__init__()
         self.dims = {"features": feature_dim, "log_scaling": 4, "offsets": 2 * gaussians_per_seed}
-        self.grid = BinaryHashGrid(RESOLUTIONS[:grid_levels], grid_features, grid_log2_table)
         n_out = 2 * sum(self.dims.values()) + len(GROUPS)
+        self.grid: BinaryHashGrid | None = None
+        self.mlp: nn.Sequential | None = None
+        self.prior: nn.Parameter | None = None
+        if grid_levels == 0:
+            # One learned distribution per attribute, shared by every seed: on a small image the
+            # hash grid collapses to one sign anyway, and the context MLP's weights then cost more
+            # bytes than the spatial context saves.
+            self.prior = nn.Parameter(torch.zeros(n_out))
+            return
+        self.grid = BinaryHashGrid(RESOLUTIONS[:grid_levels], grid_features, grid_log2_table)
         self.mlp = nn.Sequential(
             nn.Linear(self.grid.output_dim, 2 * feature_dim),
             nn.ReLU(),
             nn.Linear(2 * feature_dim, n_out),
         )
 
+    def raw(self, coords: torch.Tensor) -> torch.Tensor:  # [N, 2] -> [N, n_out]
+        """The unconstrained outputs (means, raw scales, step logits) for every seed."""
+        if self.prior is not None:
+            return coords.new_zeros(len(coords), 1) + self.prior
+        return self.mlp(self.grid(coords))
+
+    def output_bias(self) -> torch.Tensor:  # [n_out]
+        """The parameter that shifts every seed's outputs alike (what calibration moves)."""
+        return self.prior if self.prior is not None else self.mlp[-1].bias
+
+    def grid_bits(self) -> torch.Tensor | float:
+        """Bits of the binarised hash grid in a file (0 without a grid)."""
+        return self.grid.bits() if self.grid is not None else 0.0
+
     def forward(self, coords: torch.Tensor, level: int = 0) -> dict[str, GroupModel]:
         """Distributions of the attributes of seeds at normalised positions ``coords`` [N, 2]."""
-        out = self.mlp(self.grid(coords))
+        out = self.raw(coords)
         q0 = base_steps(level)
         models, start = {}, 0
         step_logits = out[:, -len(GROUPS) :]
@@ -100,8 +126,8 @@ class ContextModel(nn.Module):
         predicted means start near 0 while log-scalings sit near 1-2, and a short rate phase
         never closes that gap (measured: 9-11 bits per log-scaling value).
         """
-        out = self.mlp(self.grid(coords))
-        bias = self.mlp[-1].bias
+        out = self.raw(coords)
+        bias = self.output_bias()
         start = 0
         for group in GROUPS:
             dim = self.dims[group]

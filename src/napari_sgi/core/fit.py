@@ -54,7 +54,9 @@ def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel
     seeds = config.seeds or seed_count_for_density(
         height, width, config.density, config.gaussians_per_seed
     )
-    grid_levels = config.grid_levels or auto_grid_levels(seeds)
+    grid_levels = config.grid_levels
+    if grid_levels is None:
+        grid_levels = auto_grid_levels(seeds)
     model_config = ModelConfig(
         height=height,
         width=width,
@@ -87,14 +89,15 @@ def auto_grid_levels(seed_count: int) -> int:
 
 
 def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:
+    context = list(model.context.named_parameters())
     groups = {
         "offsets": [model.offsets],
         "features": [model.features],
         "log_scaling": [model.log_scaling],
         "mlp_color": list(model.mlp_color.parameters()),
         "mlp_cov": list(model.mlp_cov.parameters()),
-        "hash_grid": list(model.context.grid.parameters()),
-        "mlp_context": list(model.context.mlp.parameters()),
+        "hash_grid": [p for n, p in context if n.startswith("grid.")],
+        "mlp_context": [p for n, p in context if not n.startswith("grid.")],  # MLP or prior
     }
     param_groups = [{"params": params, "name": name, "lr": 0.0} for name, params in groups.items()]
     optimizer = torch.optim.Adam(param_groups, betas=(0.9, 0.999), eps=1e-15)
@@ -150,7 +153,7 @@ def _rate(
     }
     per_value = rate_bits_per_value(values, models)
     values_per_seed = sum(v.shape[1] for v in values.values())
-    return per_value + model.context.grid.bits() / (n * values_per_seed)
+    return per_value + model.context.grid_bits() / (n * values_per_seed)
 
 
 @contextlib.contextmanager

@@ -44,12 +44,13 @@ class ModelConfig:
             "gaussians_per_seed",
             "seed_count",
             "levels",
-            "grid_levels",
             "grid_features",
             "grid_log2_table",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.grid_levels <= 12:
+            raise ValueError(f"grid_levels must be 0 to 12, got {self.grid_levels}")
 
     @property
     def seed_grid(self) -> SeedGrid:

@@ -30,7 +30,8 @@ class FitConfig:
     rate_subset
         Fraction of seeds whose rate is estimated at each step of the rate phase.
     grid_levels
-        Levels of the binary hash grid (at most 12); None picks them from the seed count, so that
+        Levels of the binary hash grid (at most 12); 0: no grid and no context MLP, one learned
+        distribution per attribute for every seed; None picks them from the seed count, so that
         a small image does not carry the 250,000-bit grid made for 51-megapixel ones.
     attribute_lr_scale
         Multiplies the learning rates of the seed features and offsets: a short run needs larger
@@ -64,7 +65,7 @@ class FitConfig:
             "density": self.density > 0,
             "seeds": self.seeds is None or self.seeds >= 1,
             "rate_subset": 0 < self.rate_subset <= 1,
-            "grid_levels": self.grid_levels is None or 1 <= self.grid_levels <= 12,
+            "grid_levels": self.grid_levels is None or 0 <= self.grid_levels <= 12,
             "attribute_lr_scale": self.attribute_lr_scale > 0,
             "distortion": self.distortion in ("l1", "mse"),
         }

@@ -42,10 +42,18 @@ def _single_thread() -> Iterator[None]:
 def round_to_stored(model: SGIModel) -> bytes:
     """Round the MLPs and the hash grid in place as the file stores them; the weights section."""
     weights = store_weights(model)
-    with torch.no_grad():
-        grid = model.context.grid.table
-        grid.copy_(torch.where(grid >= 0, 1.0, -1.0))
+    if model.context.grid is not None:
+        with torch.no_grad():
+            grid = model.context.grid.table
+            grid.copy_(torch.where(grid >= 0, 1.0, -1.0))
     return weights
+
+
+def _grid_section(model: SGIModel) -> bytes:
+    """The binarised hash grid's section; empty for a model without a grid."""
+    if model.context.grid is None:
+        return b""
+    return encode_bits((model.context.grid.table.detach() >= 0).numpy().ravel())
 
 
 def coding_distributions(model: SGIModel) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -89,7 +97,7 @@ def encode_model(model: SGIModel) -> dict[str, bytes]:
     After the call, ``model.render(0)`` is exactly the image a decoder of these sections renders.
     """
     sections = {"weights": round_to_stored(model)}
-    sections["hash_grid"] = encode_bits((model.context.grid.table.detach() >= 0).numpy().ravel())
+    sections["hash_grid"] = _grid_section(model)
     distributions = coding_distributions(model)
     decoded = {}
     with torch.no_grad():
@@ -111,10 +119,11 @@ def decode_model(config: ModelConfig, sections: dict[str, bytes]) -> SGIModel:
     with torch.random.fork_rng(devices=[]):
         model = SGIModel(config, initialize_scaling=False)
     load_weights(model, sections["weights"])
-    with torch.no_grad():
-        table = model.context.grid.table
-        bits = decode_bits(sections["hash_grid"], table.numel())
-        table.copy_(torch.from_numpy(bits.astype(np.float32) * 2 - 1).reshape(table.shape))
+    if model.context.grid is not None:
+        with torch.no_grad():
+            table = model.context.grid.table
+            bits = decode_bits(sections["hash_grid"], table.numel())
+            table.copy_(torch.from_numpy(bits.astype(np.float32) * 2 - 1).reshape(table.shape))
     distributions = coding_distributions(model)
     decoded = {}
     for name in GROUPS:

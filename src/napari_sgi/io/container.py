@@ -32,7 +32,8 @@ from typing import Any, BinaryIO
 
 from .atomic import AtomicFile
 from .errors import MissingSectionError, SGIFormatError
-from .format_v1 import CurrentFormat, SectionEntry, check_section_name, detect_format
+from .format_v1 import SectionEntry, check_section_name
+from .formats import CurrentFormat, detect_format
 from .header import MAX_HEADER_BYTES, decode_header, encode_header
 
 __all__ = ["SGIReader", "SGIWriter", "SizeBreakdown", "read_sgi", "sgi_info", "write_sgi"]
@@ -211,11 +212,7 @@ class SGIReader:
         header_json, entries = fmt.decode_footer(footer, footer_offset, MAX_HEADER_BYTES)
         self.header: dict[str, Any] = decode_header(header_json)
         self._entries = {e.name: e for e in entries}
-        self._overhead = {
-            "preamble": fmt.preamble_size,
-            "header": len(header_json),
-            "index": footer_length - len(header_json),
-        }
+        self._overhead = fmt.overhead(header_json, footer_length)
 
     def _read_at(self, offset: int, length: int) -> bytes:
         # Callers have checked offset + length <= file_size; a shorter read means the file
@@ -281,8 +278,9 @@ class SGIReader:
 class SizeBreakdown:
     """Where the bytes of a file go. ``sum(sections) + sum(overhead) == file_size``.
 
-    ``overhead`` has ``preamble`` (fixed 32 bytes), ``header`` (the JSON) and ``index``
-    (footer tag, lengths, index entries and footer CRC).
+    ``overhead`` has ``preamble`` (fixed 32 bytes) and, for format version 1, ``header`` (the
+    JSON) and ``index`` (footer tag, lengths, index entries and footer CRC); version 2 deflates
+    both into one stream, ``header+index``.
     """
 
     file_size: int

@@ -12,7 +12,7 @@ version's own (``docs/format.md`` has the full layout). Version 1::
 
 Examples
 --------
->>> fmt = CurrentFormat()
+>>> fmt = FormatV1()
 >>> fmt.version, len(fmt.pack_preamble(32, 14))
 (1, 32)
 """
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from .errors import SGIFormatError
 
-__all__ = ["MAGIC", "CurrentFormat", "FormatV1", "SectionEntry", "detect_format"]
+__all__ = ["MAGIC", "PREFIX", "FormatV1", "SectionEntry", "describe_foreign"]
 
 MAGIC = b"\x89SGI\r\n\x1a\n"
-_PREFIX = struct.Struct("<8sI")  # magic, version: shared by every version
+PREFIX = struct.Struct("<8sI")  # magic, version: shared by every version
 
 # Magic numbers of files that users may rename to .sgi by mistake, for a helpful message.
 _FOREIGN = (
@@ -195,32 +195,10 @@ class FormatV1:
             raise SGIFormatError("the index does not account for every byte of the file")
         return header_json, entries
 
-
-CurrentFormat = FormatV1
-_FORMATS = {1: FormatV1}
-
-
-def detect_format(prefix: bytes, file_size: int) -> FormatV1:
-    """The format class for a file starting with ``prefix`` (at least its first 12 bytes).
-
-    Raises :class:`SGIFormatError` for foreign files, truncated files and newer versions.
-    """
-    if len(prefix) < _PREFIX.size:
-        if MAGIC.startswith(prefix[: len(MAGIC)]) and file_size > 0:
-            raise SGIFormatError(f"truncated file: {file_size} bytes, shorter than the preamble")
-        raise SGIFormatError(
-            f"not an .sgi file ({file_size} bytes, no SGI signature){describe_foreign(prefix)}"
-        )
-    magic, version = _PREFIX.unpack_from(prefix)
-    if magic != MAGIC:
-        raise SGIFormatError(
-            f"not an .sgi file (starts with {prefix[:8]!r}){describe_foreign(prefix)}"
-        )
-    if CurrentFormat.version < version < 1 << 16:  # larger values are bit flips, not releases
-        raise SGIFormatError(
-            f"the file was written by a newer napari-sgi (format version {version}; this "
-            f"napari-sgi reads versions up to {CurrentFormat.version}): upgrade napari-sgi"
-        )
-    if version not in _FORMATS:
-        raise SGIFormatError(f"unknown .sgi format version {version} (corrupt file?)")
-    return _FORMATS[version]()
+    def overhead(self, header_json: bytes, footer_length: int) -> dict[str, int]:
+        """Container bytes: the preamble, the JSON header, and the rest of the footer (index)."""
+        return {
+            "preamble": self.preamble_size,
+            "header": len(header_json),
+            "index": footer_length - len(header_json),
+        }

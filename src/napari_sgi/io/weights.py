@@ -10,7 +10,9 @@ the weights (about two thirds of them at any F).
 Layout (little-endian), after the 4-byte magic ``SGW8``: for every parameter in module order
 (``mlp_color``, ``mlp_cov``, ``context.mlp``; each ``Linear``'s weight then bias), either its values
 as float16 or, for the context MLP's weight matrices, the float16 row scales then the int8 values,
-row-major. Files written before this layout hold every parameter as float16 with no magic.
+row-major. A model without a hash grid (``grid_levels=0``) has no context MLP: its constant prior
+(``context.prior``) follows as float16 instead. Files written before this layout hold every
+parameter as float16 with no magic.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def _module(model: SGIModel, name: str) -> torch.nn.Module:
 def _parameters(model: SGIModel) -> list[tuple[torch.Tensor, bool]]:
     """Every stored parameter in file order, with whether it is stored as int8 rows."""
     out = [(p, False) for name in HALF_MODULES for p in _module(model, name).parameters()]
-    out += [(p, p.ndim == 2) for p in _module(model, INT8_MODULE).parameters()]
-    return out
+    if model.context.prior is not None:
+        return out + [(model.context.prior, False)]
+    return out + [(p, p.ndim == 2) for p in _module(model, INT8_MODULE).parameters()]
 
 
 def _int8_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
