@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_rd.py [--images ihc nuclei zslice] [--iterations 1500]
           [--lambdas 0.0005 0.002 0.008 0.03] [--densities 0.03 0.07] [--feature-dims 50]
-          [--points [IMAGE/]F:DENSITY:LAMBDA[:DISTORTION] ...] [--cache results.jsonl]
+          [--points [IMAGE/][PRESET@]F:DENSITY:LAMBDA[:DISTORTION] ...] [--cache results.jsonl]
           [--json] [--no-record]
 
 napari-sgi is run at every (feature_dim, density, lambda) of the grid (or of ``--points``); each
@@ -163,9 +163,11 @@ def _key(row: dict) -> tuple:
 
 
 def series(row: dict) -> str:
-    """The curve a point belongs to: its F, and its distortion when it is not L1."""
+    """The curve a point belongs to: its F, its distortion when it is not L1, and its preset when
+    it is not ``default``."""
     distortion = row.get("distortion", "l1")
-    return f"F={row['feature_dim']}" + ("" if distortion == "l1" else f", {distortion}")
+    name = f"F={row['feature_dim']}" + ("" if distortion == "l1" else f", {distortion}")
+    return name if row["preset"] == "default" else f"{row['preset']}: {name}"
 
 
 def lam(row: dict) -> str:
@@ -434,9 +436,10 @@ def main() -> None:
     parser.add_argument("--lambdas", nargs="+", type=float, default=[0.0005, 0.002, 0.008, 0.03])
     parser.add_argument("--densities", nargs="+", type=float, default=[0.03, 0.07])
     parser.add_argument("--feature-dims", nargs="+", type=int, default=[50])
-    parser.add_argument("--points", nargs="+", metavar="[IMAGE/]F:DENSITY:LAMBDA[:DISTORTION]",
+    parser.add_argument("--points", nargs="+",
+                        metavar="[IMAGE/][PRESET@]F:DENSITY:LAMBDA[:DISTORTION]",
                         help="explicit napari-sgi points instead of the grid (IMAGE/: for that "
-                             "image only)")
+                             "image only; PRESET@: another preset than --preset)")
     parser.add_argument("--cache", type=Path, help="JSON-lines file of napari-sgi points")
     parser.add_argument("--keep", type=Path, help="folder to keep the .sgi files in")
     parser.add_argument("--json", action="store_true")
@@ -448,11 +451,13 @@ def main() -> None:
         grid = []
         for text in args.points:
             only, _, text = text.rpartition("/")
+            preset, _, text = text.rpartition("@")
             f, d, lmbda, *rest = text.split(":")
-            grid.append((only or None, int(f), float(d), float(lmbda), *(rest or ["l1"])))
+            grid.append((only or None, preset or args.preset, int(f), float(d), float(lmbda),
+                         *(rest or ["l1"])))
     else:
-        grid = [(None, f, d, lmbda, "l1") for f in args.feature_dims for d in args.densities
-                for lmbda in args.lambdas]
+        grid = [(None, args.preset, f, d, lmbda, "l1") for f in args.feature_dims
+                for d in args.densities for lmbda in args.lambdas]
     cache = _load_cache(args.cache)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_rd_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -470,13 +475,13 @@ def main() -> None:
                 if args.json:
                     print(json.dumps({"image": name, **r}), flush=True)
         points = []
-        for only, f, d, lmbda, distortion in grid:
+        for only, preset, f, d, lmbda, distortion in grid:
             if only is not None and only != name:
                 continue
-            key = (name, args.preset, args.iterations, f, d, lmbda, distortion)
+            key = (name, preset, args.iterations, f, d, lmbda, distortion)
             row = cache.get(key)
             if row is None:
-                row = sgi_point(name, image, folder, args.preset, args.iterations, f, d, lmbda,
+                row = sgi_point(name, image, folder, preset, args.iterations, f, d, lmbda,
                                 distortion)
                 _append(args.cache, row)
             row = dict(row)

@@ -25,7 +25,10 @@ def test_presets():
         paper.gaussians_per_seed,
         paper.lmbda,
     ) == (15000, 3, 50, 10, 0.001)
-    assert set(PRESETS) == {"paper", "default", "fast"}
+    assert set(PRESETS) == {"paper", "default", "fast", "compact"}
+    compact = get_preset("compact")
+    assert compact.grid_levels == 0 and compact.distortion == "mse"
+    assert make_model((1, 64, 64), compact).context.grid is None
     assert PRESETS["fast"].iterations < PRESETS["default"].iterations < paper.iterations
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("best")
@@ -83,6 +86,7 @@ def test_short_fit_on_a_real_crop_clearly_improves_psnr(ihc_crop, distortion):
         density=0.25,
         distortion=distortion,
         lmbda=0.001 if distortion == "l1" else 3e-5,
+        grid_levels=6,
     )
     model = make_model(tuple(image.shape), config)
     with torch.no_grad():

@@ -40,7 +40,9 @@ def test_stored_weights_cost_no_measurable_quality_and_few_bits(ihc_crop):
 def test_sections_hold_everything_and_only_the_needed_bytes():
     model = fit(
         torch.rand(1, 32, 32),
-        FitConfig(iterations=5, levels=2, feature_dim=8, gaussians_per_seed=4, density=0.1),
+        FitConfig(
+            iterations=5, levels=2, feature_dim=8, gaussians_per_seed=4, density=0.1, grid_levels=4
+        ),
     ).model
     sections = encode_model(model)
     assert set(sections) == {"weights", "hash_grid", "features", "log_scaling", "offsets"}

@@ -31,8 +31,9 @@ class FitConfig:
         Fraction of seeds whose rate is estimated at each step of the rate phase.
     grid_levels
         Levels of the binary hash grid (at most 12); 0: no grid and no context MLP, one learned
-        distribution per attribute for every seed; None picks them from the seed count, so that
-        a small image does not carry the 250,000-bit grid made for 51-megapixel ones.
+        distribution per attribute for every seed; None picks them from the seed count (none
+        below 4096 seeds), so that a small image does not carry the 250,000-bit grid made for
+        51-megapixel ones.
     attribute_lr_scale
         Multiplies the learning rates of the seed features and offsets: a short run needs larger
         steps to get as far as the paper's 15000.
@@ -95,6 +96,18 @@ PRESETS: dict[str, FitConfig] = {
     "default": FitConfig(iterations=4000, attribute_lr_scale=8.0),
     # A quick look on a laptop.
     "fast": FitConfig(iterations=800, feature_dim=24, attribute_lr_scale=8.0),
+    # Small files (0.2-0.5 bpp on a 512x512 image): few features, few seeds finely quantised, no
+    # hash-grid context (its weights cost more than it saves at this size), and MSE, what PSNR
+    # measures (docs/benchmarks.md, "rd").
+    "compact": FitConfig(
+        iterations=4000,
+        feature_dim=4,
+        density=0.015,
+        lmbda=5e-5,
+        grid_levels=0,
+        attribute_lr_scale=8.0,
+        distortion="mse",
+    ),
 }
 
 
