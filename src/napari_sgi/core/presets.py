@@ -102,8 +102,8 @@ PRESETS: dict[str, FitConfig] = {
     "compact": FitConfig(
         iterations=4000,
         feature_dim=4,
-        density=0.015,
-        lmbda=5e-5,
+        density=0.01,
+        lmbda=2e-5,
         grid_levels=0,
         attribute_lr_scale=8.0,
         distortion="mse",
