@@ -315,18 +315,21 @@ def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:
 def why_paragraph() -> list[str]:
     """Why small images are hard for SGI, with the fixed costs computed here."""
     f50_rgb, f50_small = weight_bytes(3, 512, 50), weight_bytes(1, 256, 50)
-    f8_gray = weight_bytes(1, 512, 8)
+    f4_gray = weight_bytes(1, 512, 4, density=0.01)
     return [
-        "Why: the MLP weights are a fixed cost and the context MLP grows with F², so with the "
-        f"default F=50 a file cannot be smaller than {8 * f50_rgb / 512**2:.2f} bpp on a 512x512 "
-        f"RGB image and {8 * f50_small / 256**2:.2f} bpp on a 256x256 one, whatever λ and the "
-        "density: on these small images the default model is a high-rate codec. The SGI design "
-        "amortises the weights and the hash grid over a 51-megapixel image, which is where the "
-        f"paper reports its gains. A small F brings the fixed part down (F=8: "
-        f"{8 * f8_gray / 512**2:.2f} bpp at 512x512, one channel), and then the seed attributes "
-        "dominate, mostly the offsets (2K values per seed; bytes tables above). JPEG 2000 and "
-        "JPEG XL are above JPEG at these rates (first lines of the list), so napari-sgi's gap "
-        "to them is larger than its gap to JPEG.",
+        "Why: the MLP weights are a fixed cost that grows with F², so with the default F=50 a "
+        f"file cannot be smaller than {8 * f50_rgb / 512**2:.2f} bpp on a 512x512 RGB image and "
+        f"{8 * f50_small / 256**2:.2f} bpp on a 256x256 one, whatever λ and the density (these "
+        "images have fewer than 4096 seeds, so no hash grid or context MLP: with them, the "
+        "weights were about twice as large): on these small images the default model is a "
+        "high-rate codec. The SGI design amortises the weights and the hash grid over a "
+        "51-megapixel image, which is where the paper reports its gains. The `compact` preset "
+        f"(F=4, d=0.01) brings the fixed part down to {8 * f4_gray / 512**2:.3f} bpp at 512x512, "
+        "one channel, and then the seed attributes dominate, mostly the offsets (2K values per "
+        "seed; bytes tables above). Lower densities with finer steps (smaller λ) beat higher "
+        "densities with coarser steps at equal rate. JPEG 2000 and JPEG XL are above JPEG at "
+        "these rates (first lines of the list), so napari-sgi's gap to them is larger than its "
+        "gap to JPEG.",
     ]
 
 

@@ -60,3 +60,20 @@ def test_errors_exit_non_zero_with_one_line(tmp_path):
     assert foreign.returncode != 0 and "PNG" in foreign.stderr
     bad = run_cli("fit", str(tmp_path / "image.xyz"))
     assert bad.returncode != 0 and "no such file" in bad.stderr
+
+
+def test_compact_preset_writes_a_gridless_model(tmp_path, capsys, nuclei_crop):
+    np.save(tmp_path / "nuclei.npy", nuclei_crop)
+    out = tmp_path / "n.sgi"
+    args = ["--preset", "compact", "--iterations", "20", "--levels", "2", "--json"]
+    assert main(["compress", str(tmp_path / "nuclei.npy"), "-o", str(out), *args]) == 0
+    compressed = json.loads(capsys.readouterr().out)
+    assert compressed["bytes"] == out.stat().st_size
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    model = info["header"]["slices"][0]["regions"][0]["model"]
+    assert model["grid_levels"] == 0 and model["feature_dim"] == 4
+    assert info["sections"]["slice/0/r0/hash_grid"] == 0
+    assert set(info["overhead"]) == {"preamble", "header+index"}  # format version 2
+    assert main(["decompress", str(out), "-o", str(tmp_path / "d.npy")]) == 0
+    assert np.load(tmp_path / "d.npy").shape == nuclei_crop.shape

@@ -88,7 +88,7 @@ def fit_image(
     image
         The image; uint8 is normalised by 255, other dtypes by their own min..max.
     preset
-        ``"paper"``, ``"default"`` or ``"fast"``.
+        ``"paper"``, ``"default"``, ``"fast"`` or ``"compact"``.
     progress, cancel
         See :func:`napari_sgi.core.fit.fit`; ``cancel`` may also be a ``threading.Event``.
     device

@@ -59,7 +59,7 @@ class _ProgressBar:
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="default", help="paper, default or fast")
+    parser.add_argument("--preset", default="default", help="paper, default, fast or compact")
     parser.add_argument("--iterations", type=int, help="Adam steps over all levels")
     parser.add_argument("--lmbda", type=float, help="rate weight: larger is smaller and worse")
     parser.add_argument("--k", type=int, dest="gaussians_per_seed", help="Gaussians per seed")
