@@ -317,14 +317,15 @@ def why_paragraph() -> list[str]:
     f50_rgb, f50_small = weight_bytes(3, 512, 50), weight_bytes(1, 256, 50)
     f4_gray = weight_bytes(1, 512, 4, density=0.01)
     return [
-        "Why: the MLP weights are a fixed cost that grows with F², so with the default F=50 a "
+        "Why: the MLP weights are a fixed cost and the context MLP grows with F², so with the "
+        "default F=50 a "
         f"file cannot be smaller than {8 * f50_rgb / 512**2:.2f} bpp on a 512x512 RGB image and "
-        f"{8 * f50_small / 256**2:.2f} bpp on a 256x256 one, whatever λ and the density (these "
-        "images have fewer than 4096 seeds, so no hash grid or context MLP: with them, the "
-        "weights were about twice as large): on these small images the default model is a "
-        "high-rate codec. The SGI design amortises the weights and the hash grid over a "
-        "51-megapixel image, which is where the paper reports its gains. The `compact` preset "
-        f"(F=4, d=0.01) brings the fixed part down to {8 * f4_gray / 512**2:.3f} bpp at 512x512, "
+        f"{8 * f50_small / 256**2:.2f} bpp on a 256x256 one, whatever λ and the density: on "
+        "these small images the default model is a high-rate codec. The SGI design amortises "
+        "the weights and the hash grid over a 51-megapixel image, which is where the paper "
+        "reports its gains. The `compact` preset "
+        "(F=4, d=0.01, no hash grid or context MLP) brings the fixed part down to "
+        f"{8 * f4_gray / 512**2:.3f} bpp at 512x512, "
         "one channel, and then the seed attributes dominate, mostly the offsets (2K values per "
         "seed; bytes tables above). Lower densities with finer steps (smaller λ) beat higher "
         "densities with coarser steps at equal rate. JPEG 2000 and JPEG XL are above JPEG at "
@@ -518,9 +519,12 @@ def main() -> None:
         f"Command: `{command.strip()}` (napari-sgi fits: {fit_seconds:.0f} s in all; with "
         "`--cache`, points and sweeps measured by earlier runs with the same settings are "
         "reused).", "",
-        f"napari-sgi: preset `{args.preset}` with **{args.iterations} fitting steps**"
+        "napari-sgi: preset(s) "
+        + ", ".join(f"`{p}`" for p in sorted({r["preset"] for r in all_points}))
+        + f" with **{args.iterations} fitting steps**"
         + (" (the preset has more: these points are below what a full fit reaches)"
-           if args.iterations < get_preset(args.preset).iterations else "")
+           if any(args.iterations < get_preset(r["preset"]).iterations for r in all_points)
+           else "")
         + ", on the CPU, "
         f"{len(all_points)} points, fitted at revision(s) {', '.join(fit_revisions)}"
         + ("" if fit_revisions == [git_revision()] else

@@ -31,9 +31,9 @@ class FitConfig:
         Fraction of seeds whose rate is estimated at each step of the rate phase.
     grid_levels
         Levels of the binary hash grid (at most 12); 0: no grid and no context MLP, one learned
-        distribution per attribute for every seed; None picks them from the seed count (none
-        below 4096 seeds), so that a small image does not carry the 250,000-bit grid made for
-        51-megapixel ones.
+        distribution per attribute for every seed; None picks them from the seed count (at least
+        six), so that a small image does not carry the 250,000-bit grid made for 51-megapixel
+        ones.
     attribute_lr_scale
         Multiplies the learning rates of the seed features and offsets: a short run needs larger
         steps to get as far as the paper's 15000.
