@@ -2,6 +2,7 @@
 slice fitted region by region (memory, time, seams), time to the first rendered chunk, warm start.
 
 Run:  python benchmarks/bench_volume.py [--quick] [--only SECTION ...] [--json] [--no-record]
+      [--large-file PATH] [--record-first-chunk]
 
 Sections (all on real data from ``shared/data``):
 
@@ -27,7 +28,9 @@ Sections (all on real data from ``shared/data``):
 Each measurement runs in its own process (``--child``), so that its peak resident memory
 (``ru_maxrss``; for a cluster, the main process plus every worker and nanny) is its own, and
 records the 1-minute load average just before it starts. Figures are printed (JSON lines with
-``--json``) and, for a full run of every section, recorded in docs/benchmarks.md ("volume").
+``--json``) and, for a full run of every section, recorded in docs/benchmarks.md ("volume");
+``--only first_chunk --large-file FILE --record-first-chunk`` re-records just that table, on a
+file that ``--only large --large-file FILE`` wrote and kept.
 ``--quick`` is a smoke run on tiny crops that records nothing.
 
 Every child imports napari_sgi before torch, as an application does, so that the package's
@@ -558,8 +561,8 @@ def section_memory(cfg: dict, work: Path, say) -> dict:
             "slice_shape": list(sub.shape[1:])}
 
 
-def section_large(cfg: dict, work: Path, say) -> dict:
-    row = run_child("large", {"output": str(work / "large.sgi"), "size": cfg["large_size"],
+def section_large(cfg: dict, path: Path, say) -> dict:
+    row = run_child("large", {"output": str(path), "size": cfg["large_size"],
                               "region_size": cfg["region_size"],
                               "region_margin": cfg["region_margin"], "preset": cfg["preset"],
                               "iterations": cfg["large_iterations"]})
@@ -572,7 +575,7 @@ def section_large(cfg: dict, work: Path, say) -> dict:
             f"{q['psnr_border_band']:.2f}, control band {q['psnr_control_band']:.2f}, interior "
             f"{q['psnr_interior']:.2f}; jump ratio border {q['jump_ratio_border']:.3f} vs control "
             f"{q['jump_ratio_control']:.3f}")
-    return {"row": row, "path": str(work / "large.sgi")}
+    return {"row": row, "path": str(path)}
 
 
 def section_first_chunk(cfg: dict, path: str, say) -> list[dict]:
@@ -740,8 +743,22 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
         f"Target: peak RSS under 4 GiB; measured {r['peak_rss_mib'] / 1024:.2f} GiB.", "",
     ]
 
+    lines += first_chunk_markdown(cfg, chunk)
+    return "\n".join(lines)
+
+
+FIRST_CHUNK_HEADING = "### Time to the first rendered chunk of that file"
+
+
+def first_chunk_markdown(cfg: dict, chunk: list[dict], command: str | None = None) -> list[str]:
+    """The first-chunk table; with ``command``, as re-measured on its own (its revision and
+    command, which differ from the rest of the section's)."""
+    lines = [FIRST_CHUNK_HEADING, ""]
+    if command:
+        lines += [
+            f"Re-measured on its own at revision `{git_revision()}`: `{command}`, on a file "
+            "written by the section above's settings (the same slice, Gaussians and bytes).", ""]
     lines += [
-        "### Time to the first rendered chunk of that file", "",
         "A fresh process imports `napari_sgi.io.reader`, then times `open_sgi(path)` and "
         "`levels[k][:512, :512].compute()` (nothing cached in the process; the file in the OS "
         f"page cache). Median of {cfg['chunk_repeats']} processes. The coarsest chunk needs "
@@ -762,7 +779,18 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
                      f"{c['cpu_s']:.2f} | {', '.join(f'{x:.2f}' for x in c['runs'])} |")
     lines += ["", "Target: under 1 s; measured " + ", ".join(
         f"{c['first_chunk_s']:.2f} s ({c['name']})" for c in chunk) + "."]
-    return "\n".join(lines)
+    return lines
+
+
+def record_first_chunk(text: str) -> None:
+    """Replace only the first-chunk part of the recorded volume section with ``text``."""
+    from _record import BENCHMARKS_MD
+
+    doc = BENCHMARKS_MD.read_text()
+    start = doc.index("<!-- volume:start -->")
+    heading = doc.index(FIRST_CHUNK_HEADING, start)
+    end = doc.index("<!-- volume:end -->", heading)
+    BENCHMARKS_MD.write_text(doc[:heading] + text.rstrip() + "\n" + doc[end:])
 
 
 def main() -> None:
@@ -772,6 +800,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--large-file", type=Path, help="where section large writes its file (kept "
+                        "after the run); first_chunk alone reads an existing one from there")
+    parser.add_argument("--record-first-chunk", action="store_true",
+                        help="with --only first_chunk: replace only that table in the record")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -779,8 +811,12 @@ def main() -> None:
         return
     cfg = QUICK if args.quick else FULL
     sections = args.only or list(SECTIONS)
-    if "first_chunk" in sections and "large" not in sections:
-        parser.error("first_chunk needs the file that the section large writes")
+    if "first_chunk" in sections and "large" not in sections and not (
+            args.large_file and args.large_file.exists()):
+        parser.error("first_chunk needs the file that the section large writes (or --large-file)")
+
+    if args.record_first_chunk and (sections != ["first_chunk"] or args.quick):
+        parser.error("--record-first-chunk goes with --only first_chunk (and no --quick)")
 
     def say(section: str, row: dict, text: str) -> None:
         print(json.dumps({"section": section, **row}) if args.json else f"[{section}] {text}",
@@ -797,12 +833,17 @@ def main() -> None:
             results["warm"] = section_warm(cfg, work, say, reuse)
         if "memory" in sections:
             results["memory"] = section_memory(cfg, work, say)
+        large_file = args.large_file or work / "large.sgi"
         if "large" in sections:
-            results["large"] = section_large(cfg, work, say)
+            results["large"] = section_large(cfg, large_file, say)
         if "first_chunk" in sections:
-            results["first_chunk"] = section_first_chunk(cfg, results["large"]["path"], say)
+            results["first_chunk"] = section_first_chunk(cfg, str(large_file), say)
     minutes = (time.perf_counter() - STARTED) / 60
     print(f"total {minutes:.1f} min", flush=True)
+    if args.record_first_chunk:
+        command = "python benchmarks/bench_volume.py --only first_chunk --large-file FILE"
+        record_first_chunk("\n".join(first_chunk_markdown(cfg, results["first_chunk"], command)))
+        return
     if args.only:
         return
     text = markdown(cfg, results, "python benchmarks/bench_volume.py", minutes)

@@ -264,3 +264,60 @@ def test_constant_bit_stream_claiming_huge_count_is_refused():
         decode_bits(bytes(data))
     with pytest.raises(CodingMismatchError):
         decode_bits(bytes(data), 10)
+
+
+def _reference_snap(mean, scale, step, g, b):
+    """Snapping and coding order of docs/format.md §4.2, element by element as written there:
+    the permutation, and in coding order the centre c, offset f and sigma s'."""
+    s = np.clip(scale / step, 2.0**-6, 2.0**30)
+    m, e = np.frexp(s)
+    mi = np.floor(np.ldexp(m, b) + 0.5)
+    e = e + (mi == 2**b)
+    mi = np.where(mi == 2**b, 2.0 ** (b - 1), mi)
+    sigma = np.ldexp(mi, e - b)
+    h = g - np.clip(e - 1, 0, g)
+    k = np.floor(np.ldexp(mean / step, h) + 0.5).astype(np.int64)
+    c = (k + np.where(h > 0, 1 << np.maximum(h - 1, 0), 0)) >> h
+    f = np.ldexp((k - (c << h)).astype(np.float64), -h)
+    perm = np.argsort((e + 64) * 2 ** (b + 1) + mi, kind="stable")
+    return perm, c[perm], f[perm], sigma[perm]
+
+
+@pytest.mark.parametrize("g, b", [(6, 7), (0, 2), (12, 12), (3, 5)])
+def test_snapping_and_row_keys_follow_the_recipe(g, b):
+    """prepare_block's runs of equal grids and its row keys give the recipe's numbers exactly."""
+    rng = np.random.default_rng(g * 16 + b)
+    n = 20_000
+    step = np.where(rng.random(n) < 0.5, rng.uniform(0.01, 3.0, n), 2.0 ** -rng.integers(0, 8, n))
+    scale = rng.lognormal(rng.uniform(-5, 8), 2.5, n) * step
+    scale[rng.random(n) < 0.05] = 0.0
+    scale[rng.random(n) < 0.02] = 1e12
+    mean = rng.normal(0, 10.0 ** rng.uniform(-1, 5, n)) * step
+    mean[rng.random(n) < 0.05] = rng.choice([0.5, -0.5, 1.5, -2.5], 1)[0] * step[0]
+    perm, centre, key, octave = _coding_cdf.prepare_block(mean, scale, step, g, b)
+    ref_perm, ref_c, ref_f, ref_sigma = _reference_snap(mean, scale, step, g, b)
+    np.testing.assert_array_equal(perm, ref_perm)
+    np.testing.assert_array_equal(centre, ref_c)
+    offset, sigma = _coding_cdf.row_parameters(key, g, b)
+    np.testing.assert_array_equal(offset, ref_f)
+    np.testing.assert_array_equal(sigma, ref_sigma)
+    assert np.all(np.diff(octave) >= 0)
+
+
+def test_chunk_tables_from_cached_rows_equal_fresh_rows(monkeypatch):
+    """A chunk table is its keys' rows, whether they are computed or copied from the cache."""
+    monkeypatch.setattr(_coding_cdf, "_ROWS", {})
+    rng = np.random.default_rng(11)
+    x, mean, scale, step = _draw(30_000, rng.lognormal(0.0, 1.0, 30_000), rng)
+    _, _, key, _ = _coding_cdf.prepare_block(mean, scale, step, 6, 7)
+    for w in (3, 12):
+        fresh = _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key[:9000], 6, 7), w)
+        np.testing.assert_array_equal(_coding_cdf.chunk_table(key[:9000], w, 6, 7), fresh)
+        again = _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key[4000:], 6, 7), w)
+        np.testing.assert_array_equal(_coding_cdf.chunk_table(key[4000:], w, 6, 7), again)
+    monkeypatch.setattr(_coding_cdf, "ROW_CACHE_BYTES", 0)  # a full cache still gives rows
+    np.testing.assert_array_equal(_coding_cdf.chunk_table(key, 5, 6, 7),
+                                  _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key, 6, 7), 5))
+    data = encode_gaussian(x, mean, scale, step)
+    monkeypatch.setattr(_coding_cdf, "_ROWS", {})
+    np.testing.assert_array_equal(decode_gaussian(data, mean, scale, step), x)

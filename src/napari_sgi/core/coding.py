@@ -314,7 +314,7 @@ def encode_gaussian(
     block = 1 << sort_block_log2
     for bstart in range(0, n, block):
         bend = min(n, bstart + block)
-        perm, centre, offset, sigma, key, octave = prepare_block(
+        perm, centre, key, octave = prepare_block(
             mean[bstart:bend], scale[bstart:bend], step[bstart:bend], mean_bits, scale_bits
         )
         xs = x[bstart:bend][perm]
@@ -330,7 +330,7 @@ def encode_gaussian(
             # The window stays valid for a shorter chunk: escapes cover whatever it misses.
             end = min(end, start + max(1, max_table_bytes // (2 * (2 * w + 4))))
             sl = slice(start, end)
-            table = chunk_table(offset[sl], sigma[sl], key[sl], w)
+            table = chunk_table(key[sl], w, mean_bits, scale_bits)
             resid = resid_all[sl]
             idx = np.clip(resid, -w - 1, w + 1) + (w + 1)
             esc = (idx == 0) | (idx == 2 * w + 2)
@@ -399,7 +399,7 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
     pos, chunk_iter = table_end, iter(enumerate(chunks))
     for bstart in range(0, n, block):
         bend = min(n, bstart + block)
-        perm, centre, offset, sigma, key, _ = prepare_block(
+        perm, centre, key, _ = prepare_block(
             mean[bstart:bend], scale[bstart:bend], step[bstart:bend], mean_bits, scale_bits
         )
         decoded = np.empty(bend - bstart, dtype=np.int64)
@@ -417,7 +417,7 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
             ):
                 raise CodingError(f"Gaussian stream: chunk {i} header out of range")
             sl = slice(start, end)
-            table = chunk_table(offset[sl], sigma[sl], key[sl], w)
+            table = chunk_table(key[sl], w, mean_bits, scale_bits)
             code = data[pos : pos + ac_len]
             idx = ac.decode_int16_normalized_cdf(torch.from_numpy(table), code)
             idx = idx.numpy().astype(np.int64)

@@ -31,6 +31,14 @@ STEP_SNAP_BITS = 16  # steps are multiples of 2^-16 of their base step
 
 @contextlib.contextmanager
 def _single_thread() -> Iterator[None]:
+    """torch on one thread in the calling thread, for reproducible float64 results (split across
+    threads, element-wise kernels give a range's last elements to scalar tail loops, whose
+    transcendental functions may differ in the last bit).
+
+    torch's count is per thread (another thread's setting does not change this one's), so decode
+    threads may use this side by side; the count that threads started later begin with is the
+    last one set anywhere, which :meth:`SGIFile._render_all` gives back after its threads.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

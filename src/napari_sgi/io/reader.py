@@ -198,14 +198,24 @@ class SGIFile:
         """Render the regions ``numbers`` that are not cached yet, several at a time.
 
         Decoding is mostly numpy and torch work that releases the GIL (torchac's coder does not),
-        so a few threads cut the time to the first view of a level that needs many regions.
+        so a few threads cut the time to the first view of a level that needs many regions. While
+        they run, torch (and the rasterizer, which follows torch's count) runs on one thread in
+        each: the threads already fill the cores, and a thread team in each would oversubscribe
+        them.
         """
         with self._lock:
             missing = [n for n in numbers if ("render", index, n, level) not in self._renders]
         if len(missing) < 2 or DECODE_THREADS < 2:
             return
-        with ThreadPoolExecutor(min(DECODE_THREADS, len(missing))) as pool:
+        import torch
+
+        with ThreadPoolExecutor(
+            min(DECODE_THREADS, len(missing)), initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
             list(pool.map(lambda n: self._region_render(index, n, level), missing))
+        # torch's count is per thread, but setting it also sets the count that threads started
+        # later begin with: give those this thread's count back, not the decode threads' 1.
+        torch.set_num_threads(torch.get_num_threads())
 
     def render_region(
         self, index: int, level: int, y0: int, y1: int, x0: int, x1: int
