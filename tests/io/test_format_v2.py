@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from napari_sgi.io.container import SGIReader, read_sgi, sgi_info, write_sgi
+from napari_sgi.io.container import SGIReader, read_sgi, sgi_info
 from napari_sgi.io.errors import SGIFormatError
 from napari_sgi.io.format_v1 import MAGIC, FormatV1, SectionEntry
 from napari_sgi.io.format_v2 import FormatV2
@@ -30,21 +30,27 @@ def _file_with_footer(footer: bytes, version: int = 2, payload: bytes = b"") -> 
     return preamble + payload + footer
 
 
-def test_new_files_are_version_2_with_a_smaller_footer(tmp_path):
-    path = tmp_path / "a.sgi"
-    write_sgi(path, HEADER, SECTIONS)
-    with SGIReader(path) as reader:
-        assert reader.format_version == 2
-        assert reader.header == HEADER
-    info = sgi_info(path)
-    assert info.total == info.file_size
-    header_json = json.dumps(HEADER).encode()
+def _entries() -> list[SectionEntry]:
     entries, offset = [], 32
     for name, data in SECTIONS.items():
         entries.append(SectionEntry(name, offset, len(data), zlib.crc32(data)))
         offset += len(data)
-    plain = len(FormatV1().encode_footer(header_json, entries))
-    assert info.overhead["header+index"] < plain / 2
+    return entries
+
+
+def test_version_2_files_read_with_a_footer_under_half_of_version_1(tmp_path):
+    header_json = json.dumps(HEADER).encode()
+    footer = FormatV2().encode_footer(header_json, _entries())
+    path = tmp_path / "a.sgi"
+    path.write_bytes(_file_with_footer(footer, 2, b"".join(SECTIONS.values())))
+    with SGIReader(path) as reader:
+        assert reader.format_version == 2
+        assert reader.header == HEADER
+        assert reader.read_section("slice/3/r0/offsets") == SECTIONS["slice/3/r0/offsets"]
+    info = sgi_info(path)
+    assert info.total == info.file_size
+    plain = FormatV1().encode_footer(header_json, _entries())
+    assert info.overhead["header+index"] < len(plain) / 2
 
 
 def test_version_1_files_still_read():

@@ -57,7 +57,7 @@ def test_file_decodes_to_what_the_encoder_measured(tmp_path, stack):
     for z in range(3):
         measured = psnr(to_tensor(decoded[z], value_range), to_tensor(stack[z], value_range))
         assert measured == result.slice_psnr[z]  # exact: the same pixels
-    assert image.metadata["quality"]["psnr"] == pytest.approx(result.psnr)
+    assert image.metadata["quality"]["psnr"] == pytest.approx(result.psnr, abs=1e-4)
 
 
 def test_decode_in_another_process_with_another_thread_count(tmp_path, stack):

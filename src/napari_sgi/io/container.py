@@ -279,8 +279,8 @@ class SizeBreakdown:
     """Where the bytes of a file go. ``sum(sections) + sum(overhead) == file_size``.
 
     ``overhead`` has ``preamble`` (fixed 32 bytes) and, for format version 1, ``header`` (the
-    JSON) and ``index`` (footer tag, lengths, index entries and footer CRC); version 2 deflates
-    both into one stream, ``header+index``.
+    JSON) and ``index`` (footer tag, lengths, index entries and footer CRC); versions 2 and 3
+    deflate both into one stream, ``header+index``.
     """
 
     file_size: int

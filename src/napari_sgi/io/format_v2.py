@@ -43,7 +43,13 @@ class FormatV2(FormatV1):
 
     def encode_footer(self, header_json: bytes, entries: Iterable[SectionEntry]) -> bytes:
         plain = super().encode_footer(header_json, entries)
-        return self.DEFLATED_TAG + self.LENGTH.pack(len(plain)) + zlib.compress(plain, 9)
+        return self.DEFLATED_TAG + self.LENGTH.pack(len(plain)) + self._deflate(plain)
+
+    def _deflate(self, plain: bytes) -> bytes:
+        return zlib.compress(plain, 9)
+
+    def _inflater(self):
+        return zlib.decompressobj()
 
     def decode_footer(
         self, footer: bytes, footer_offset: int, max_header: int
@@ -54,7 +60,7 @@ class FormatV2(FormatV1):
         (length,) = self.LENGTH.unpack_from(footer, 4)
         if not FormatV1.MIN_FOOTER <= length <= self.MAX_FOOTER:
             raise SGIFormatError(f"inflated footer length {length} out of range (corrupt file?)")
-        inflater = zlib.decompressobj()
+        inflater = self._inflater()
         try:
             plain = inflater.decompress(footer[8:], length)
         except zlib.error as exc:

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> CurrentFormat.version
-2
+3
 >>> detect_format(b"\\x89PNG\\r\\n\\x1a\\n....", 100)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -15,11 +15,12 @@ from __future__ import annotations
 from .errors import SGIFormatError
 from .format_v1 import MAGIC, PREFIX, FormatV1, describe_foreign
 from .format_v2 import FormatV2
+from .format_v3 import FormatV3
 
 __all__ = ["CurrentFormat", "FORMATS", "detect_format"]
 
-CurrentFormat = FormatV2
-FORMATS = {1: FormatV1, 2: FormatV2}
+CurrentFormat = FormatV3
+FORMATS = {1: FormatV1, 2: FormatV2, 3: FormatV3}
 
 
 def detect_format(prefix: bytes, file_size: int) -> FormatV1:

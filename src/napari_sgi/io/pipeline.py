@@ -543,9 +543,13 @@ def _run_distributed(job: _Job, client, todo: list[int]) -> None:
             completed.add(new)
 
 
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no infinity: a lossless slice's PSNR is stored as null."""
-    return float(value) if math.isfinite(value) else None
+def _finite_or_none(value: float, digits: int = 4) -> float | None:
+    """A quality figure as the header stores it: rounded, and null for a lossless slice's PSNR.
+
+    JSON has no infinity; more digits than a PSNR to 1e-4 dB or an SSIM to 1e-6 are noise that
+    costs a few incompressible bytes of every slice.
+    """
+    return round(float(value), digits) if math.isfinite(value) else None
 
 
 def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -> CompressResult:
@@ -561,7 +565,7 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
         "fit": config.to_dict(),
         "n_slices": len(keys),
     }
-    slices, mses, ssims, gaussians = [], [], [], 0
+    slices, psnrs, mses, ssims, gaussians = [], [], [], [], 0
     with SGIWriter(path, header) as writer:
         for index, key in enumerate(keys):
             result = parts.load(index)  # one slice in memory at a time
@@ -576,15 +580,19 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
                     "regions": entries,
                     "blend": int(result.get("blend", 0)),  # parts of older runs were cut
                     "psnr": _finite_or_none(result["psnr"]),
-                    "ssim": result["ssim"],
+                    "ssim": _finite_or_none(result["ssim"], 6),
                 }
             )
+            psnrs.append(float(result["psnr"]))
             mses.append(result["mse"])
             ssims.append(result["ssim"])
             gaussians += result["gaussians"]
         overall = 10 * math.log10(1 / np.mean(mses)) if np.mean(mses) > 0 else math.inf
         writer.header["slices"] = slices
-        writer.header["quality"] = {"psnr": _finite_or_none(overall), "ssim": float(np.mean(ssims))}
+        writer.header["quality"] = {
+            "psnr": _finite_or_none(overall),
+            "ssim": _finite_or_none(np.mean(ssims), 6),
+        }
     size = path.stat().st_size
     pixels = len(keys) * height * width
     original = math.prod(source.shape) * np.dtype(source.dtype).itemsize
@@ -595,7 +603,7 @@ def _assemble(path, source, keys, config, value_range, contrast_limits, parts) -
         compression_ratio=original / size,
         psnr=overall,
         ssim=float(np.mean(ssims)),
-        slice_psnr=[math.inf if s["psnr"] is None else s["psnr"] for s in slices],
+        slice_psnr=psnrs,
         slice_ssim=ssims,
         seconds=0.0,
         n_slices=len(keys),
