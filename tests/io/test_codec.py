@@ -9,9 +9,18 @@ from napari_sgi.io.codec import encode_model, round_to_stored
 from napari_sgi.io.weights import stored_size
 
 
+def _int8_row_bytes(mlps) -> int:
+    """Weight matrices as int8 rows with a float16 scale per row, biases as float16."""
+    return sum(
+        layer.weight.numel() + 2 * layer.weight.shape[0] + 2 * layer.bias.numel()
+        for mlp in mlps
+        for layer in mlp[::2]
+    )
+
+
 def test_stored_weights_cost_no_measurable_quality_and_few_bits(ihc_crop):
-    """The file stores the image MLPs as float16 and the context MLP as int8 rows: the render
-    barely moves (far below quantisation) and the attributes' bits hardly change."""
+    """The file stores every weight matrix as int8 rows: the render barely moves (far below
+    quantisation) and the attributes' bits hardly change."""
     from napari_sgi.core.entropy import ideal_bits
     from napari_sgi.core.image import ValueRange, to_tensor
 
@@ -46,13 +55,8 @@ def test_sections_hold_everything_and_only_the_needed_bytes():
     ).model
     sections = encode_model(model)
     assert set(sections) == {"weights", "hash_grid", "features", "log_scaling", "offsets"}
-    halves = sum(
-        p.numel() for name in ("mlp_color", "mlp_cov") for p in getattr(model, name).parameters()
-    )
-    context = model.context.mlp
-    int8_rows = sum(layer.weight.numel() + 2 * layer.weight.shape[0] for layer in context[::2])
-    halves += sum(layer.bias.numel() for layer in context[::2])
-    assert len(sections["weights"]) == stored_size(model) == 4 + 2 * halves + int8_rows
+    mlps = (model.mlp_color, model.mlp_cov, model.context.mlp)
+    assert len(sections["weights"]) == stored_size(model) == 4 + _int8_row_bytes(mlps)
     # The hash grid: one Bernoulli-coded bit per entry at most, plus a small header.
     assert len(sections["hash_grid"]) <= model.context.grid.table.numel() / 8 + 64
 
@@ -87,10 +91,8 @@ def test_a_model_without_hash_grid_stores_its_prior_and_decodes_exactly():
     assert model.context.grid is None and model.context.mlp is None
     sections = encode_model(model)
     assert sections["hash_grid"] == b""
-    halves = sum(
-        p.numel() for name in ("mlp_color", "mlp_cov") for p in getattr(model, name).parameters()
-    )
-    assert len(sections["weights"]) == 4 + 2 * (halves + model.context.prior.numel())
+    mlp_bytes = _int8_row_bytes((model.mlp_color, model.mlp_cov))
+    assert len(sections["weights"]) == 4 + mlp_bytes + 2 * model.context.prior.numel()
     decoded = decode_model(model.config, sections)
     with torch.no_grad():
         assert torch.equal(decoded.render(0), model.render(0))

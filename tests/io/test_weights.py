@@ -37,7 +37,7 @@ def test_stored_weights_round_trip_exactly_and_are_smaller_than_float16():
     assert len(data) < 2 * sum(p.numel() for p in _params(source))
 
 
-def test_context_rows_are_int8_close_to_the_weights():
+def test_weight_rows_are_int8_close_to_the_weights():
     model = _model(0)
     before = _params(model)
     store_weights(model)
@@ -61,3 +61,25 @@ def test_a_section_of_the_wrong_length_is_refused():
     for bad in (data[:-1], data + b"\0", b"", np.zeros(3, np.uint8).tobytes()):
         with pytest.raises(ValueError, match="weight section"):
             load_weights(model, bad)
+
+
+def test_sections_with_float16_image_mlps_still_load():
+    """Layout ``SGW8`` (before the image MLPs' matrices became int8 rows)."""
+    from napari_sgi.io.weights import _dequantize, _int8_rows
+
+    source = _model(0)
+    chunks, expected = [b"SGW8"], []
+    for module in (source.mlp_color, source.mlp_cov, source.context.mlp):
+        for p in module.parameters():
+            values = p.detach().numpy()
+            if module is source.context.mlp and p.ndim == 2:
+                scales, q = _int8_rows(values)
+                chunks += [scales.astype("<f2").tobytes(), q.tobytes()]
+                expected.append(torch.from_numpy(_dequantize(scales, q)))
+            else:
+                chunks.append(values.astype("<f2").tobytes())
+                expected.append(torch.from_numpy(values.astype("<f2").astype(np.float32)))
+    target = _model(1)
+    load_weights(target, b"".join(chunks))
+    for a, b in zip(expected, _params(target), strict=True):
+        assert torch.equal(a, b)
