@@ -74,6 +74,19 @@ def test_compact_preset_writes_a_gridless_model(tmp_path, capsys, nuclei_crop):
     model = info["header"]["slices"][0]["regions"][0]["model"]
     assert model["grid_levels"] == 0 and model["feature_dim"] == 4
     assert info["sections"]["slice/0/r0/hash_grid"] == 0
-    assert set(info["overhead"]) == {"preamble", "header+index"}  # format version 2
+    assert set(info["overhead"]) == {"preamble", "header+index"}  # format version >= 2
     assert main(["decompress", str(out), "-o", str(tmp_path / "d.npy")]) == 0
     assert np.load(tmp_path / "d.npy").shape == nuclei_crop.shape
+
+
+def test_compress_on_local_workers(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    stack = (np.random.default_rng(1).random((2, 20, 24)) * 900).astype(np.uint16)
+    np.save(tmp_path / "stack.npy", stack)
+    local, remote = tmp_path / "local.sgi", tmp_path / "remote.sgi"
+    base = ["compress", str(tmp_path / "stack.npy"), "--axes", "ZYX", "--json", *FAST]
+    assert main([*base, "-o", str(local)]) == 0
+    assert main([*base, "-o", str(remote), "--workers", "2"]) == 0
+    assert remote.read_bytes() == local.read_bytes()
+    both = run_cli(*base, "-o", str(tmp_path / "x.sgi"), "--workers", "2", "--scheduler", "a:1")
+    assert both.returncode != 0 and "either --scheduler or --workers" in both.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -111,13 +112,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_compress(args: argparse.Namespace) -> int:
     from .io.pipeline import compress
 
-    client = None
-    if args.scheduler:
-        from distributed import Client
+    if args.scheduler and args.workers:
+        raise ValueError("give either --scheduler or --workers, not both")
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.scheduler:
+            from distributed import Client
 
-        client = Client(args.scheduler)
-    bar = _CompressBar(enabled=not args.json)
-    try:
+            client = stack.enter_context(Client(args.scheduler))
+        elif args.workers:
+            from .io.cluster import local_client
+
+            client = stack.enter_context(local_client(args.workers))
+        bar = stack.enter_context(contextlib.closing(_CompressBar(enabled=not args.json)))
         result = compress(
             args.input,
             args.output,
@@ -128,10 +135,6 @@ def _cmd_compress(args: argparse.Namespace) -> int:
             client=client,
             **_fit_overrides(args),
         )
-    finally:
-        bar.close()
-        if client is not None:
-            client.close()
     if args.json:
         print(json.dumps(result.summary()))
     else:
@@ -251,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("-o", "--output", required=True, help="the .sgi file to write")
     compress.add_argument("--axes", help="axis letters when the file does not say (e.g. ZYX)")
     compress.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    compress.add_argument(
+        "--workers",
+        type=int,
+        help="fit slices on a local dask cluster of this many worker processes",
+    )
     _add_fit_options(compress)
     compress.set_defaults(handler=_cmd_compress)
 

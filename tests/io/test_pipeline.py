@@ -161,15 +161,15 @@ def test_kill_during_compress_then_resume(tmp_path, stack):
 def test_distributed_run_writes_the_same_file(tmp_path, stack, monkeypatch):
     import napari_sgi.io.pipeline as pipeline
 
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
+    from napari_sgi.io.cluster import local_client
+
     local = tmp_path / "local.sgi"
     compress(stack, local, **TINY)
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with local_client(2) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        # The helper's workers run without distributed's statistical profiler.
+        assert set(client.run(_worker_profiler_enabled).values()) == {False}
         remote = tmp_path / "remote.sgi"
         reports = []
         result = compress(stack, remote, client=client, progress=reports.append, **TINY)
@@ -179,6 +179,12 @@ def test_distributed_run_writes_the_same_file(tmp_path, stack, monkeypatch):
         compress(stack, sliced, client=client, **TINY)
     assert result.n_slices == 3 and len(reports) == 3
     assert remote.read_bytes() == local.read_bytes() == sliced.read_bytes()
+
+
+def _worker_profiler_enabled() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
 
 
 def test_absurd_model_configuration_is_refused():

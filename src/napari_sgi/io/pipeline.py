@@ -327,9 +327,9 @@ def compress(
     client
         A ``dask.distributed.Client``: slices are fitted on its workers, one slice a task (give
         each worker one thread and ``NAPARI_SGI_THREADS`` torch threads, default 1). A file-backed
-        source goes to each worker once. Workers started without distributed's statistical
-        profiler (``distributed.worker.profile.enabled: false``) fit a few per cent faster
-        (docs/benchmarks.md, "volume").
+        source goes to each worker once. :func:`napari_sgi.io.cluster.local_client` starts a
+        local cluster set up this way, without distributed's statistical profiler, which costs
+        workers a few per cent (docs/benchmarks.md, "volume").
     resume
         Reuse the finished slices of an interrupted run of the same job.
     region_size, region_margin
