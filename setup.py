@@ -1,8 +1,10 @@
-"""Build of the compiled CPU rasterizer; the rest of the package metadata lives in pyproject.toml.
+"""Build of the compiled CPU rasterizer and arithmetic decoder; the rest of the package metadata
+lives in pyproject.toml.
 
-The kernel is a plain C ABI shared library (loaded with ctypes by ``napari_sgi.core._raster_cpu``)
-that holds every instruction-set variant; the variant is chosen at run time, so no flag here may tie
-the build to the machine that compiles it.
+Both are plain C ABI shared libraries, loaded with ctypes. The rasterizer
+(``napari_sgi.core._raster_cpu``) holds every instruction-set variant; the variant is chosen at run
+time, so no flag here may tie the build to the machine that compiles it. The decoder
+(``napari_sgi.core.coding``) decodes torchac's streams without holding the GIL.
 """
 
 from __future__ import annotations
@@ -32,4 +34,11 @@ raster_kernel = Extension(
     extra_link_args=["-fopenmp"],
 )
 
-setup(ext_modules=[raster_kernel])
+arith_decoder = Extension(
+    "napari_sgi.core._arith_decoder",
+    sources=[f"{KERNELS}/arith_decoder.c"],
+    language="c",
+    extra_compile_args=["-O2", "-fvisibility=hidden"],
+)
+
+setup(ext_modules=[raster_kernel, arith_decoder])

@@ -277,8 +277,13 @@ def cached_rows(keys: np.ndarray, w: int, mean_bits: int, scale_bits: int) -> np
 
 def chunk_table(key: np.ndarray, w: int, mean_bits: int, scale_bits: int) -> np.ndarray:
     """[n, 2W+4] table of the row keys ``key``: each distinct row looked up or computed once,
-    then copied out (as whole rows of raw bytes: several times faster than gathering int16)."""
+    then copied out (:func:`expand_rows`). The compiled decoder reads the distinct rows instead."""
     first, inverse = distinct_rows(key)
-    rows = cached_rows(key[first], w, mean_bits, scale_bits)
+    return expand_rows(cached_rows(key[first], w, mean_bits, scale_bits), inverse)
+
+
+def expand_rows(rows: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """``rows[inverse]`` of a contiguous int16 table, copied as whole rows of raw bytes (several
+    times faster than gathering int16)."""
     whole = np.dtype((np.void, rows.shape[1] * rows.itemsize))
-    return rows.view(whole).ravel().take(inverse).view(np.int16).reshape(len(key), -1)
+    return rows.view(whole).ravel().take(inverse).view(np.int16).reshape(len(inverse), -1)

@@ -30,6 +30,9 @@ Chunks hold at most ``max_table_bytes // (2 * (2W + 4))`` symbols, bounding the 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import importlib.util
 import math
 import os
 import struct
@@ -41,7 +44,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._coding_cdf import TOTAL, chunk_table, prepare_block
+from ._coding_cdf import TOTAL, cached_rows, chunk_table, distinct_rows, expand_rows, prepare_block
 
 __all__ = [
     "CodingError",
@@ -153,6 +156,70 @@ def _quiet_fds() -> Iterator:
             for fd, copy in saved:
                 os.dup2(copy, fd)
                 os.close(copy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: the compiled decoder when it is built, else torchac (the same symbols either way)
+TORCHAC_DECODE_ENV = "NAPARI_SGI_TORCHAC_DECODE"  # set (not "0"): decode with torchac
+
+
+@functools.cache
+def _native_library() -> ctypes.CDLL | None:
+    """The compiled decoder (``_kernels/arith_decoder.c``, built by ``pip install``), or None."""
+    spec = importlib.util.find_spec("napari_sgi.core._arith_decoder")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    pointer, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.sgi_ac_decode.argtypes = [pointer, i64, ctypes.c_int32, pointer, i64, pointer, i64, pointer]
+    lib.sgi_ac_decode.restype = ctypes.c_int
+    return lib
+
+
+def native_decoder() -> bool:
+    """Whether streams are decoded by the compiled decoder (else by torchac).
+
+    It is torchac's arithmetic, operation for operation, called through ctypes: it runs without
+    the GIL (decode threads overlap; torchac's coder holds it) and needs no torchac import
+    (``torch.utils.cpp_extension``, 0.1 s in a fresh process). ``$NAPARI_SGI_TORCHAC_DECODE``
+    (read at every call) set to anything but ``0`` asks for torchac.
+    """
+    if os.environ.get(TORCHAC_DECODE_ENV, "").strip() not in ("", "0"):
+        return False
+    return _native_library() is not None
+
+
+def _ac_decode(rows: np.ndarray, row_index: np.ndarray | None, n: int, code: bytes) -> np.ndarray:
+    """``n`` symbols of a torchac stream, symbol i coded with CDF row ``rows[row_index[i]]``.
+
+    ``rows`` holds int16 CDF rows [R, Lp] (torchac's layout); ``row_index`` (None: row 0 for
+    every symbol) picks each symbol's row. Returns int16 symbols.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int16)
+    if not native_decoder():
+        table = expand_rows(rows, np.zeros(n, np.int64) if row_index is None else row_index)
+        import torch
+
+        return _backend().decode_int16_normalized_cdf(torch.from_numpy(table), code).numpy()
+    out = np.empty(n, dtype=np.int16)
+    index = None if row_index is None else np.ascontiguousarray(row_index, dtype=np.int32)
+    buffer = np.frombuffer(code, dtype=np.uint8)
+    status = _native_library().sgi_ac_decode(
+        rows.ctypes.data,
+        len(rows),
+        rows.shape[1],
+        None if index is None else index.ctypes.data,
+        n,
+        buffer.ctypes.data if len(buffer) else None,
+        len(buffer),
+        out.ctypes.data,
+    )
+    if status:
+        raise CodingError(f"arithmetic decoder: sizes or row indices out of range ({status})")
+    return out
 
 
 # Argument checks, window choice, escapes
@@ -391,9 +458,6 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
         _as_float_array(k, v, n) for k, v in (("mean", mean), ("scale", scale), ("step", step))
     )
     _check_params(mean, scale, step)
-    ac = _backend() if n else None
-    import torch
-
     out = np.empty(n, dtype=np.int64)
     block = 1 << sort_block_log2
     pos, chunk_iter = table_end, iter(enumerate(chunks))
@@ -417,10 +481,9 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
             ):
                 raise CodingError(f"Gaussian stream: chunk {i} header out of range")
             sl = slice(start, end)
-            table = chunk_table(key[sl], w, mean_bits, scale_bits)
-            code = data[pos : pos + ac_len]
-            idx = ac.decode_int16_normalized_cdf(torch.from_numpy(table), code)
-            idx = idx.numpy().astype(np.int64)
+            first, inverse = distinct_rows(key[sl])
+            rows = cached_rows(key[sl][first], w, mean_bits, scale_bits)
+            idx = _ac_decode(rows, inverse, count, data[pos : pos + ac_len]).astype(np.int64)
             pos += ac_len
             resid = idx - (w + 1)
             esc = (idx == 0) | (idx == 2 * w + 2)
@@ -536,15 +599,11 @@ def decode_bits(data: bytes, n: int | None = None) -> np.ndarray:
     sizes = [min(BITS_CHUNK, count - i * BITS_CHUNK) for i in range(n_chunks)]
     if [c[0] for c in chunks] != sizes or table_end + sum(c[1] for c in chunks) != len(data):
         raise CodingError("bit stream: chunk sizes do not add up to the stream")
-    ac = _backend()
     out = np.empty(count, dtype=np.uint8)
     pos = table_end
+    row = _bits_table(1, count1)
     for i, (size, ac_len, crc) in enumerate(chunks):
-        table = _bits_table(size, count1)
-        import torch
-
-        sym = ac.decode_int16_normalized_cdf(torch.from_numpy(table), data[pos : pos + ac_len])
-        chunk = sym.numpy().astype(np.uint8)
+        chunk = _ac_decode(row, None, size, data[pos : pos + ac_len]).astype(np.uint8)
         if zlib.crc32(chunk.tobytes()) != crc:
             raise CodingMismatchError(f"bit stream chunk {i}: checksum mismatch (corrupt stream)")
         out[i * BITS_CHUNK : i * BITS_CHUNK + size] = chunk
