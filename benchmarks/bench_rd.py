@@ -287,13 +287,14 @@ def bits_per_value(row: dict) -> dict[str, float]:
     return {g: 8 * row["sections"][g] / (seeds * n) for g, n in values.items()}
 
 
-def weight_bytes(channels: int, size: int, feature_dim: int, density: float = 0.07) -> int:
+def weight_bytes(channels: int, size: int, feature_dim: int, density: float = 0.07,
+                 preset: str = "default") -> int:
     """Bytes of the MLP weights (colour, covariance, context) of a model, as stored."""
     from napari_sgi.core.fit import make_model
     from napari_sgi.core.presets import get_preset
     from napari_sgi.io.weights import stored_size
 
-    config = get_preset("default").with_overrides(feature_dim=feature_dim, density=density)
+    config = get_preset(preset).with_overrides(feature_dim=feature_dim, density=density)
     model = make_model((channels, size, size), config)
     return stored_size(model)
 
@@ -315,7 +316,7 @@ def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:
 def why_paragraph() -> list[str]:
     """Why small images are hard for SGI, with the fixed costs computed here."""
     f50_rgb, f50_small = weight_bytes(3, 512, 50), weight_bytes(1, 256, 50)
-    f4_gray = weight_bytes(1, 512, 4, density=0.01)
+    compact = weight_bytes(1, 512, 4, density=0.01, preset="compact")
     return [
         "Why: the MLP weights are a fixed cost and the context MLP grows with F², so with the "
         "default F=50 a "
@@ -324,8 +325,8 @@ def why_paragraph() -> list[str]:
         "these small images the default model is a high-rate codec. The SGI design amortises "
         "the weights and the hash grid over a 51-megapixel image, which is where the paper "
         "reports its gains. The `compact` preset "
-        "(F=4, d=0.01, no hash grid or context MLP) brings the fixed part down to "
-        f"{8 * f4_gray / 512**2:.3f} bpp at 512x512, "
+        f"(F=4, d=0.01, no hash grid or context MLP) brings the weights down to {compact:,} "
+        f"bytes, {8 * compact / 512**2:.3f} bpp at 512x512, "
         "one channel, and then the seed attributes dominate, mostly the offsets (2K values per "
         "seed; bytes tables above). Lower densities with finer steps (smaller λ) beat higher "
         "densities with coarser steps at equal rate. JPEG 2000 and JPEG XL are above JPEG at "
@@ -543,9 +544,10 @@ def main() -> None:
         *sections,
         "### Analysis", "",
         *analysis(all_points, all_sweeps), "",
-        "Fixed cost of the stored MLP weights (colour MLP F-F-3K or F-F-CK and covariance MLP "
-        "F-F-3K as float16, context MLP grid-2F-(2(F+4+2K)+3) as int8 rows; K=10, 6 hash-grid "
-        "levels as chosen for these seed counts), independent of the image content and of λ:",
+        "Fixed cost of the stored MLP weights (colour MLP F-F-CK, covariance MLP F-F-3K and "
+        "context MLP grid-2F-(2(F+4+2K)+3): matrices as int8 rows with a float16 scale per row, "
+        "biases float16; K=10, 6 hash-grid levels as chosen for these seed counts), independent "
+        "of the image content and of λ:",
         "",
         *fixed_cost_table(), "",
         *why_paragraph(),
