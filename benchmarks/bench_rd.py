@@ -2,7 +2,8 @@
 
 Run:  python benchmarks/bench_rd.py [--images ihc nuclei zslice] [--iterations 1500]
           [--lambdas 0.0005 0.002 0.008 0.03] [--densities 0.03 0.07] [--feature-dims 50]
-          [--points [IMAGE/][PRESET@]F:DENSITY:LAMBDA[:DISTORTION] ...] [--cache results.jsonl]
+          [--points [IMAGE/][PRESET@]F:DENSITY:LAMBDA[:DISTORTION][:K=N][:levels=N] ...]
+          [--cache results.jsonl]
           [--json] [--no-record]
 
 napari-sgi is run at every (feature_dim, density, lambda) of the grid (or of ``--points``); each
@@ -20,8 +21,9 @@ mapped back to the original units before it is measured.
 Results are printed (one JSON object per line with --json), plotted in docs/images/rd_<image>.png
 and recorded in docs/benchmarks.md ("rd"). With --cache, every napari-sgi point is appended to a
 JSON-lines file as soon as it is measured, and points already there (same image, preset,
-iterations, feature_dim, density and lambda) are not fitted again; nor are the baseline
-sweeps of an image already there.
+iterations, feature_dim, density, lambda and other settings) are not fitted again; nor are the
+baseline sweeps of an image already there. A point's other settings are ``KEY=VALUE`` fields after
+its distortion: ``K`` (Gaussians per seed) or any other FitConfig field, e.g. ``levels=4``.
 """
 
 from __future__ import annotations
@@ -129,15 +131,18 @@ def at_rate(rows: list[dict], bpp: float, key: str = "psnr") -> float | None:
 
 # -- napari-sgi --------------------------------------------------------------------------------
 def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iterations: int,
-              feature_dim: int, density: float, lmbda: float, distortion: str = "l1") -> dict:
+              feature_dim: int, density: float, lmbda: float, distortion: str = "l1",
+              extra: dict | None = None) -> dict:
     from napari_sgi.io.container import SGIReader
     from napari_sgi.io.pipeline import compress
     from napari_sgi.io.reader import SGIFile
 
-    path = folder / f"{name}-F{feature_dim}-d{density}-l{lmbda}-{distortion}.sgi"
+    extra = extra or {}
+    suffix = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
+    path = folder / f"{name}-F{feature_dim}-d{density}-l{lmbda}-{distortion}{suffix}.sgi"
     result = compress(image, path, preset=preset, device="cpu", iterations=iterations,
                       feature_dim=feature_dim, density=density, lmbda=lmbda,
-                      distortion=distortion)
+                      distortion=distortion, **extra)
     info = SGIReader(path).info()
     parts = info.grouped()
     sgi = SGIFile(path)
@@ -146,7 +151,7 @@ def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iteration
     p, s = quality(decoded, image)
     row = {"codec": "napari-sgi", "image": name, "preset": preset, "iterations": iterations,
            "feature_dim": feature_dim, "density": density, "lmbda": lmbda,
-           "distortion": distortion,
+           "distortion": distortion, **({"extra": extra} if extra else {}),
            "gaussians": result.gaussians, "bytes": result.bytes, "bpp": result.bpp,
            "psnr": p, "ssim": s, "psnr_encoder": result.psnr, "ssim_encoder": result.ssim,
            "seconds": result.seconds, "revision": git_revision(),
@@ -159,7 +164,35 @@ def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iteration
 
 def _key(row: dict) -> tuple:
     return (row["image"], row["preset"], row["iterations"], row["feature_dim"],
-            float(row["density"]), float(row["lmbda"]), row.get("distortion", "l1"))
+            float(row["density"]), float(row["lmbda"]), row.get("distortion", "l1"),
+            tuple(sorted(row.get("extra", {}).items())))
+
+
+def parse_settings(fields: list[str]) -> dict:
+    """``["K=6", "levels=4"]`` -> ``{"gaussians_per_seed": 6, "levels": 4}`` (FitConfig fields)."""
+    from napari_sgi.core.presets import FitConfig
+
+    out = {}
+    for field in fields:
+        key, _, text = field.partition("=")
+        key = {"K": "gaussians_per_seed"}.get(key, key)
+        if key not in FitConfig.__dataclass_fields__:
+            raise SystemExit(f"unknown point setting {field!r}")
+        default = getattr(FitConfig(), key)
+        kind = int if default is None else type(default)  # seeds, grid_levels: None or int
+        out[key] = kind(float(text)) if kind is int else kind(text)
+    return out
+
+
+def variant(row: dict) -> str:
+    """A point's settings beyond F, density and λ (``"K=6, levels=4"``), or ``""``."""
+    names = {"gaussians_per_seed": "K"}
+    return ", ".join(f"{names.get(k, k)}={v}" for k, v in sorted(row.get("extra", {}).items()))
+
+
+def feature_cell(row: dict) -> str:
+    """The tables' first column: F, and the point's other settings."""
+    return f"{row['feature_dim']}" + (f" ({variant(row)})" if variant(row) else "")
 
 
 def series(row: dict) -> str:
@@ -167,6 +200,7 @@ def series(row: dict) -> str:
     it is not ``default``."""
     distortion = row.get("distortion", "l1")
     name = f"F={row['feature_dim']}" + ("" if distortion == "l1" else f", {distortion}")
+    name += f", {variant(row)}" if variant(row) else ""
     return name if row["preset"] == "default" else f"{row['preset']}: {name}"
 
 
@@ -281,7 +315,7 @@ def bits_per_value(row: dict) -> dict[str, float]:
     """Coded bits per stored value of each seed-attribute group of a napari-sgi point."""
     from napari_sgi.core.presets import get_preset
 
-    k = get_preset(row["preset"]).gaussians_per_seed
+    k = row.get("extra", {}).get("gaussians_per_seed", get_preset(row["preset"]).gaussians_per_seed)
     seeds = row["gaussians"] // k
     values = {"features": row["feature_dim"], "log_scaling": 4, "offsets": 2 * k}
     return {g: 8 * row["sections"][g] / (seeds * n) for g, n in values.items()}
@@ -352,14 +386,14 @@ def analysis(points: list[dict], all_sweeps: dict) -> list[str]:
             top = sweeps["JPEG 2000"][-1]
             if d2 is None and r["bpp"] > top["bpp"]:
                 parts.append(
-                    f"F={r['feature_dim']}, d={r['density']:g}, λ={lam(r)}: "
+                    f"F={feature_cell(r)}, d={r['density']:g}, λ={lam(r)}: "
                     f"{r['bpp']:.2f} bpp of which {fixed:.2f} bpp weights + hash grid + header "
                     f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
                     f"{r['psnr']:.2f} dB, where JPEG 2000 already reaches {top['psnr']:.1f} dB "
                     f"at {top['bpp']:.2f} bpp")
                 continue
             parts.append(
-                f"F={r['feature_dim']}, d={r['density']:g}, λ={lam(r)}: {r['bpp']:.2f} bpp "
+                f"F={feature_cell(r)}, d={r['density']:g}, λ={lam(r)}: {r['bpp']:.2f} bpp "
                 f"of which {fixed:.2f} bpp weights + hash grid + header "
                 f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
                 f"{r['psnr']:.2f} dB; vs JPEG "
@@ -389,7 +423,7 @@ def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
              "| F | density | λ | steps | Gaussians | bytes | bpp | PSNR | SSIM | JPEG | Δ JPEG "
              "| JPEG 2000 | Δ J2K | JPEG XL | Δ JXL | fit (s) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(points, key=lambda r: (r["feature_dim"], r["bpp"])):
+    for r in sorted(points, key=lambda r: (r["feature_dim"], variant(r), r["bpp"])):
         cells = []
         for codec in CODECS:
             other = at_rate(sweeps[codec], r["bpp"])
@@ -399,7 +433,7 @@ def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
                 cells += [f"> {top['psnr']:.2f}", f"< {r['psnr'] - top['psnr']:+.2f}"]
             else:
                 cells += [_fmt(other), "n/a" if other is None else f"{r['psnr'] - other:+.2f}"]
-        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {lam(r)} | "
+        lines.append(f"| {feature_cell(r)} | {r['density']:g} | {lam(r)} | "
                      f"{r['iterations']} | {r['gaussians']:,} | {r['bytes']:,} | "
                      f"{r['bpp']:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                      + " | ".join(cells) + f" | {r['seconds']:.0f} |")
@@ -409,11 +443,11 @@ def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
               "| header+index | total | weights+header (bpp) | bits/value: features, "
               "log_scaling, offsets |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in sorted(points, key=lambda r: (r["feature_dim"], r["bpp"])):
+    for r in sorted(points, key=lambda r: (r["feature_dim"], variant(r), r["bpp"])):
         s = r["sections"]
         fixed = 8 * (s["weights"] + r["header_index"]) / pixels
         per_value = ", ".join(f"{b:.1f}" for b in bits_per_value(r).values())
-        lines.append(f"| {r['feature_dim']} | {r['density']:g} | {lam(r)} | "
+        lines.append(f"| {feature_cell(r)} | {r['density']:g} | {lam(r)} | "
                      + " | ".join(f"{s[k]:,}" for k in SECTIONS)
                      + f" | {r['header_index']:,} | {r['bytes']:,} | {fixed:.3f} | "
                      f"{per_value} |")
@@ -458,10 +492,12 @@ def main() -> None:
             only, _, text = text.rpartition("/")
             preset, _, text = text.rpartition("@")
             f, d, lmbda, *rest = text.split(":")
+            settings = [field for field in rest if "=" in field]
+            distortion = next((field for field in rest if "=" not in field), "l1")
             grid.append((only or None, preset or args.preset, int(f), float(d), float(lmbda),
-                         *(rest or ["l1"])))
+                         distortion, parse_settings(settings)))
     else:
-        grid = [(None, args.preset, f, d, lmbda, "l1") for f in args.feature_dims
+        grid = [(None, args.preset, f, d, lmbda, "l1", {}) for f in args.feature_dims
                 for d in args.densities for lmbda in args.lambdas]
     cache = _load_cache(args.cache)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_rd_"))
@@ -480,14 +516,15 @@ def main() -> None:
                 if args.json:
                     print(json.dumps({"image": name, **r}), flush=True)
         points = []
-        for only, preset, f, d, lmbda, distortion in grid:
+        for only, preset, f, d, lmbda, distortion, extra in grid:
             if only is not None and only != name:
                 continue
-            key = (name, preset, args.iterations, f, d, lmbda, distortion)
+            key = (name, preset, args.iterations, f, d, lmbda, distortion,
+                   tuple(sorted(extra.items())))
             row = cache.get(key)
             if row is None:
                 row = sgi_point(name, image, folder, preset, args.iterations, f, d, lmbda,
-                                distortion)
+                                distortion, extra)
                 _append(args.cache, row)
             row = dict(row)
             for codec in CODECS:
@@ -496,7 +533,8 @@ def main() -> None:
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
-                print(f"{name:7s} F={f:<3d} d={d:<5g} λ={lam(row):<7s} {row['bytes']:7d} B "
+                print(f"{name:7s} F={feature_cell(row):<6s} d={d:<5g} λ={lam(row):<7s} "
+                      f"{row['bytes']:7d} B "
                       f"{row['bpp']:6.3f} bpp  PSNR {row['psnr']:6.2f} dB (JPEG "
                       f"{_fmt(row['psnr_JPEG'])}, J2K {_fmt(row['psnr_JPEG 2000'])}, JXL "
                       f"{_fmt(row['psnr_JPEG XL'])})  {row['seconds']:.0f} s", flush=True)
