@@ -275,11 +275,19 @@ def cached_rows(keys: np.ndarray, w: int, mean_bits: int, scale_bits: int) -> np
     return out
 
 
-def chunk_table(key: np.ndarray, w: int, mean_bits: int, scale_bits: int) -> np.ndarray:
-    """[n, 2W+4] table of the row keys ``key``: each distinct row looked up or computed once,
-    then copied out (:func:`expand_rows`). The compiled decoder reads the distinct rows instead."""
+def chunk_rows(
+    key: np.ndarray, w: int, mean_bits: int, scale_bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct CDF rows [R, 2W+4] of the row keys ``key`` (each looked up or computed once)
+    and, for every key, the index of its row [n]: what the compiled decoder reads."""
     first, inverse = distinct_rows(key)
-    return expand_rows(cached_rows(key[first], w, mean_bits, scale_bits), inverse)
+    return cached_rows(key[first], w, mean_bits, scale_bits), inverse
+
+
+def chunk_table(key: np.ndarray, w: int, mean_bits: int, scale_bits: int) -> np.ndarray:
+    """[n, 2W+4] table of the row keys ``key``: :func:`chunk_rows` copied out row by row
+    (:func:`expand_rows`), the layout torchac's coder takes."""
+    return expand_rows(*chunk_rows(key, w, mean_bits, scale_bits))
 
 
 def expand_rows(rows: np.ndarray, inverse: np.ndarray) -> np.ndarray:

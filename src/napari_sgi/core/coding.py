@@ -44,7 +44,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._coding_cdf import TOTAL, cached_rows, chunk_table, distinct_rows, expand_rows, prepare_block
+from ._coding_cdf import TOTAL, chunk_rows, chunk_table, expand_rows, prepare_block
 
 __all__ = [
     "CodingError",
@@ -481,8 +481,7 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
             ):
                 raise CodingError(f"Gaussian stream: chunk {i} header out of range")
             sl = slice(start, end)
-            first, inverse = distinct_rows(key[sl])
-            rows = cached_rows(key[sl][first], w, mean_bits, scale_bits)
+            rows, inverse = chunk_rows(key[sl], w, mean_bits, scale_bits)
             idx = _ac_decode(rows, inverse, count, data[pos : pos + ac_len]).astype(np.int64)
             pos += ac_len
             resid = idx - (w + 1)
