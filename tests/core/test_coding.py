@@ -187,10 +187,11 @@ def test_decode_in_another_process_with_other_threads(tmp_path):
     np.testing.assert_array_equal(np.load(str(path) + ".out.npy"), x)
 
 
-def test_corrupt_streams_raise_coding_error():
+@pytest.mark.parametrize("version", [1, 2])
+def test_corrupt_streams_raise_coding_error(version):
     rng = np.random.default_rng(9)
     x, mean, scale, step = _draw(3000, 2.0, rng, outliers=0.01)
-    data = encode_gaussian(x, mean, scale, step)
+    data = encode_gaussian(x, mean, scale, step, version=version)
     with pytest.raises(CodingError, match="truncated|add up"):
         decode_gaussian(data[:-3], mean, scale, step)
     with pytest.raises(CodingError, match="not a Gaussian"):
@@ -206,6 +207,38 @@ def test_corrupt_streams_raise_coding_error():
         except CodingError:
             continue
         np.testing.assert_array_equal(out, x)  # a flip in an unused bit: still right
+
+
+def test_both_stream_versions_decode_and_the_second_is_smaller():
+    rng = np.random.default_rng(4)
+    x, mean, scale, step = _draw(5000, 1.5, rng, outliers=0.001)
+    old = encode_gaussian(x, mean, scale, step, version=1)
+    new = encode_gaussian(x, mean, scale, step)
+    assert old[:4] == b"SGIG" and new[:2] == b"G\x02"
+    for data in (old, new):
+        np.testing.assert_array_equal(decode_gaussian(data, mean, scale, step), x)
+    # The same payload; the headers: 20 + 20 bytes per chunk (v1), about 6 + 11 (v2).
+    assert len(old) - len(new) >= 20
+    assert old.endswith(new[-100:])
+    with pytest.raises(ValueError, match="version"):
+        encode_gaussian(x, mean, scale, step, version=3)
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (b"G\x03\x67\x14\x01\x01", "version 3"),  # unknown version
+        (b"G\x02\x67\x14", "truncated"),  # no symbol count
+        (b"G\x02\x67\x14\xff\xff", "truncated"),  # count cut inside its varint
+        (b"G\x02\x67\x14\x81\x00\x01", "truncated"),  # non-minimal varint
+        (b"G\x02\x67\x14\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00", "add up"),  # 2^63 symbols
+        (b"G\x02\x67\x14\x05\x05" + bytes(20), "truncated"),  # 5 chunks, too few bytes
+        (b"G\x02\xf7\x14\x01\x00", "grid"),  # mean grid bits 15
+    ],
+)
+def test_malformed_compact_headers_raise_coding_error(head, message):
+    with pytest.raises(CodingError, match=message):
+        decode_gaussian(head, np.zeros(1), np.ones(1), np.ones(1))
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0, 0.5, 0.03, 0.9])
@@ -316,8 +349,10 @@ def test_chunk_tables_from_cached_rows_equal_fresh_rows(monkeypatch):
         again = _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key[4000:], 6, 7), w)
         np.testing.assert_array_equal(_coding_cdf.chunk_table(key[4000:], w, 6, 7), again)
     monkeypatch.setattr(_coding_cdf, "ROW_CACHE_BYTES", 0)  # a full cache still gives rows
-    np.testing.assert_array_equal(_coding_cdf.chunk_table(key, 5, 6, 7),
-                                  _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key, 6, 7), 5))
+    np.testing.assert_array_equal(
+        _coding_cdf.chunk_table(key, 5, 6, 7),
+        _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key, 6, 7), 5),
+    )
     data = encode_gaussian(x, mean, scale, step)
     monkeypatch.setattr(_coding_cdf, "_ROWS", {})
     np.testing.assert_array_equal(decode_gaussian(data, mean, scale, step), x)

@@ -82,7 +82,7 @@ def test_streaming_writer_writes_sections_as_they_come(tmp_path):
         w.add_section("a", buf)
         buf[:] = b"XXXXX"  # the writer kept no reference: the bytes are already in the file
         w.add_section("b", memoryview(b"second"))
-        assert w.bytes_written == 32 + 5 + 6
+        assert w.bytes_written == CurrentFormat().preamble_size + 5 + 6
         w.header["quality"] = {"psnr": 40.5}
     header, sections = read_sgi(path)
     assert sections == {"a": b"first", "b": b"second"}
@@ -122,7 +122,7 @@ def test_info_adds_up_to_file_size(tmp_path):
     path = _write(tmp_path)
     info = sgi_info(path)
     assert info.total == info.file_size == os.path.getsize(path)
-    assert info.overhead["preamble"] == 32
+    assert info.overhead["preamble"] == CurrentFormat().preamble_size == 16
     assert info.grouped() == {"mlp": 100, "features": 1027}
     assert info.grouped(0) == {"slice": 1127}
     assert "total" in str(info)
@@ -292,7 +292,7 @@ def test_truncated_and_extended_files(tmp_path):
     data = _write(tmp_path).read_bytes()
     for cut in (5, 12, 31, 32, 100, len(data) - 200, len(data) - 1):
         _expect(data[:cut], "truncated|not an .sgi|does not end")
-    _expect(data + b"\x00", "does not end")
+    _expect(data + b"\x00", "does not end|truncated")
 
 
 def test_bit_flips_are_detected(tmp_path):
@@ -305,16 +305,16 @@ def test_bit_flips_are_detected(tmp_path):
     bad[-30] ^= 0x01  # inside the index
     _expect(bytes(bad), "footer checksum|compressed header")
     bad = bytearray(data)
-    bad[12] ^= 0x01  # flags
-    _expect(bytes(bad), "flags")
+    bad[12] ^= 0x01  # the footer length
+    _expect(bytes(bad), "footer|truncated")
 
 
 def test_absurd_preamble_values_fail_without_allocating(tmp_path):
     data = _write(tmp_path).read_bytes()
     tracemalloc.start()
     try:
-        for offset, length in ((32, 1 << 62), (1 << 62, 100), (len(data) + 10, 16), (0, 20)):
-            bad = data[:16] + struct.pack("<QQ", offset, length) + data[32:]
+        for length in (0xFFFFFFFF, 1 << 30, len(data) - 10, len(data) + 10, 0, 3):
+            bad = data[:12] + struct.pack("<I", length) + data[16:]
             _expect(bad, "footer|truncated")
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -45,6 +45,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ._coding_cdf import TOTAL, chunk_rows, chunk_table, expand_rows, prepare_block
+from ._varint import decode_uvarint, encode_uvarint
 
 __all__ = [
     "CodingError",
@@ -57,9 +58,11 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # Stream constants (version 1). Changing any of them changes the decoded result: bump the version.
-GAUSSIAN_TAG = b"SGIG"
+GAUSSIAN_TAG = b"SGIG"  # Gaussian streams of version 1
+GAUSSIAN_TAG_V2 = b"G"  # version 2: the same coding, a compact header (varints)
 BITS_TAG = b"SGIB"
-CODER_VERSION = 1
+CODER_VERSION = 1  # of the bit streams
+GAUSSIAN_VERSION = 2  # what encode_gaussian writes; decode_gaussian reads 1 and 2
 SYMBOL_MAX = 2**60  # |x| bound
 W_MAX = 4095  # window half-width cap: table <= 8194 entries, min-count overhead <= 0.19 bit/sym
 CHUNK_MAX = 1 << 18  # symbols per chunk at most (Gaussian streams)
@@ -71,7 +74,7 @@ DECODE_TABLE_BYTES = 256 << 20  # the decoder refuses a chunk whose table would 
 
 _GHEAD = struct.Struct("<4sBBBBQI")  # tag, version, mean_bits, scale_bits, sort_log2, n, chunks
 _GCHUNK = struct.Struct("<IHBBIII")  # n, W, esc_width, reserved, ac_len, esc_len, crc32
-_NO_CHUNK = (0, 0, 0, 0, 0, 0, 0)
+_NO_CHUNK = (0, 0, 0, 0, 0, 0)
 _BHEAD = struct.Struct("<4sBBBBQII")  # tag, version, 3x reserved, n, count1, n_chunks
 _BCHUNK = struct.Struct("<III")  # n, ac_len, crc32
 
@@ -324,6 +327,7 @@ def encode_gaussian(
     mean_bits: int = 6,
     scale_bits: int = 7,
     sort_block_log2: int = 20,
+    version: int = GAUSSIAN_VERSION,
 ) -> bytes:
     """Code integer symbols with per-element discretised Gaussians.
 
@@ -344,6 +348,8 @@ def encode_gaussian(
         Snapping grids, stored in the stream (0..12 and 2..12).
     sort_block_log2 : int
         Symbols are reordered by sigma within blocks of this many (log2, 10..24), stored.
+    version : int
+        Stream layout: 2 (compact header, the default) or 1 (what napari-sgi wrote before).
 
     Returns
     -------
@@ -363,6 +369,8 @@ def encode_gaussian(
         )
     if not 64 <= max_table_bytes <= DECODE_TABLE_BYTES:
         raise ValueError(f"max_table_bytes must be in [64, {DECODE_TABLE_BYTES}]")
+    if version not in (1, 2):
+        raise ValueError(f"Gaussian stream version must be 1 or 2, got {version}")
     x = np.asarray(symbols)
     if x.dtype.kind not in "iub" and x.size:
         raise ValueError(f"symbols must be integers, got dtype {x.dtype}")
@@ -407,15 +415,83 @@ def encode_gaussian(
                 torch.from_numpy(table), torch.from_numpy(idx.astype(np.int16))
             )
             esc_bytes = _pack_uint(excess, width)
-            heads.append(
-                _GCHUNK.pack(end - start, w, width, 0, len(code), len(esc_bytes), _crc(xs[sl]))
-            )
+            heads.append((end - start, w, width, len(code), len(esc_bytes), _crc(xs[sl])))
             payloads += [code, esc_bytes]
             start = end
-    head = _GHEAD.pack(
-        GAUSSIAN_TAG, CODER_VERSION, mean_bits, scale_bits, sort_block_log2, n, len(heads)
+    pack = _pack_gaussian_v2 if version == 2 else _pack_gaussian_v1
+    return pack((mean_bits, scale_bits, sort_block_log2, n), heads) + b"".join(payloads)
+
+
+def _pack_gaussian_v1(params: tuple[int, int, int, int], chunks: list[tuple]) -> bytes:
+    mean_bits, scale_bits, sort_block_log2, n = params
+    head = _GHEAD.pack(GAUSSIAN_TAG, 1, mean_bits, scale_bits, sort_block_log2, n, len(chunks))
+    return head + b"".join(
+        _GCHUNK.pack(count, w, width, 0, ac_len, esc_len, crc)
+        for count, w, width, ac_len, esc_len, crc in chunks
     )
-    return b"".join([head, *heads, *payloads])
+
+
+def _pack_gaussian_v2(params: tuple[int, int, int, int], chunks: list[tuple]) -> bytes:
+    mean_bits, scale_bits, sort_block_log2, n = params
+    parts = [
+        GAUSSIAN_TAG_V2,
+        bytes([2, mean_bits << 4 | scale_bits, sort_block_log2]),
+        encode_uvarint(n),
+        encode_uvarint(len(chunks)),
+    ]
+    for count, w, width, ac_len, esc_len, crc in chunks:
+        parts += [encode_uvarint(count), encode_uvarint(w), bytes([width])]
+        parts += [encode_uvarint(ac_len), encode_uvarint(esc_len), crc.to_bytes(4, "little")]
+    return b"".join(parts)
+
+
+def _unpack_gaussian_head(data: bytes) -> tuple[tuple[int, int, int, int], list[tuple], int]:
+    """``((mean_bits, scale_bits, sort_log2, n), chunks, payload start)`` of a stream, any version.
+
+    Each chunk is ``(count, W, escape width, arithmetic-coded bytes, escape bytes, crc32)``.
+    """
+    if data[:4] == GAUSSIAN_TAG:
+        if len(data) < _GHEAD.size:
+            raise CodingError("Gaussian stream truncated: shorter than its header")
+        _, version, mean_bits, scale_bits, sort_log2, n, n_chunks = _GHEAD.unpack_from(data)
+        if version != 1:
+            raise CodingError(f"Gaussian stream version {version} is not supported (1 or 2)")
+        end = _GHEAD.size + n_chunks * _GCHUNK.size
+        if end > len(data) or n_chunks > n:
+            raise CodingError("Gaussian stream truncated: chunk table past the end")
+        chunks = [
+            _GCHUNK.unpack_from(data, _GHEAD.size + i * _GCHUNK.size) for i in range(n_chunks)
+        ]
+        chunks = [(c[0], c[1], c[2], c[4], c[5], c[6]) for c in chunks]
+        return (mean_bits, scale_bits, sort_log2, n), chunks, end
+    if data[:1] != GAUSSIAN_TAG_V2 or len(data) < 4:
+        raise CodingError(f"not a Gaussian symbol stream (tag {data[:4]!r})")
+    if data[1] != 2:
+        raise CodingError(f"Gaussian stream version {data[1]} is not supported (1 or 2)")
+    mean_bits, scale_bits, sort_log2 = data[2] >> 4, data[2] & 15, data[3]
+    try:
+        n, pos = decode_uvarint(data, 4)
+        n_chunks, pos = decode_uvarint(data, pos)
+        if n_chunks > n or n_chunks * 9 > len(data) - pos:  # 9: the smallest chunk entry
+            raise CodingError("Gaussian stream truncated: chunk table past the end")
+        chunks = []
+        for _ in range(n_chunks):
+            count, pos = decode_uvarint(data, pos)
+            w, pos = decode_uvarint(data, pos)
+            if pos >= len(data):
+                raise ValueError("truncated")
+            width = data[pos]
+            ac_len, pos = decode_uvarint(data, pos + 1)
+            esc_len, pos = decode_uvarint(data, pos)
+            if pos + 4 > len(data):
+                raise ValueError("truncated")
+            chunks.append(
+                (count, w, width, ac_len, esc_len, int.from_bytes(data[pos : pos + 4], "little"))
+            )
+            pos += 4
+    except ValueError:
+        raise CodingError("Gaussian stream truncated: chunk table past the end") from None
+    return (mean_bits, scale_bits, sort_log2, n), chunks, pos
 
 
 def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
@@ -439,20 +515,10 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
     [1, 2]
     """
     data = bytes(data)
-    if len(data) < _GHEAD.size:
-        raise CodingError("Gaussian stream truncated: shorter than its header")
-    tag, version, mean_bits, scale_bits, sort_block_log2, n, n_chunks = _GHEAD.unpack_from(data)
-    if tag != GAUSSIAN_TAG:
-        raise CodingError(f"not a Gaussian symbol stream (tag {tag!r})")
-    if version != CODER_VERSION:
-        raise CodingError(f"Gaussian stream version {version} is not supported (only 1)")
+    (mean_bits, scale_bits, sort_block_log2, n), chunks, table_end = _unpack_gaussian_head(data)
     if not _grid_ok(mean_bits, scale_bits, sort_block_log2):
         raise CodingError("Gaussian stream: snapping grid or sort block out of range")
-    table_end = _GHEAD.size + n_chunks * _GCHUNK.size
-    if table_end > len(data) or n_chunks > n:
-        raise CodingError("Gaussian stream truncated: chunk table past the end")
-    chunks = [_GCHUNK.unpack_from(data, _GHEAD.size + i * _GCHUNK.size) for i in range(n_chunks)]
-    if sum(c[0] for c in chunks) != n or table_end + sum(c[4] + c[5] for c in chunks) != len(data):
+    if sum(c[0] for c in chunks) != n or table_end + sum(c[3] + c[4] for c in chunks) != len(data):
         raise CodingError("Gaussian stream: chunk sizes do not add up to the stream")
     mean, scale, step = (
         _as_float_array(k, v, n) for k, v in (("mean", mean), ("scale", scale), ("step", step))
@@ -469,7 +535,7 @@ def decode_gaussian(data: bytes, mean, scale, step) -> np.ndarray:
         decoded = np.empty(bend - bstart, dtype=np.int64)
         start = 0
         while start < len(decoded):
-            i, (count, w, width, _, ac_len, esc_len, crc) = next(chunk_iter, (-1, _NO_CHUNK))
+            i, (count, w, width, ac_len, esc_len, crc) = next(chunk_iter, (-1, _NO_CHUNK))
             end = start + count
             if (
                 i < 0

@@ -15,6 +15,7 @@ from .hashgrid import RESOLUTIONS
 from .image import build_pyramid
 from .model import Attributes, ModelConfig, SGIModel
 from .presets import FitConfig
+from .refine import refine
 from .schedule import Schedule
 from .seeds import seed_count_for_density
 
@@ -216,12 +217,30 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         model = make_model(tuple(image.shape), config)
     model = model.to(image.device)
     pyramid = build_pyramid(image, config.levels)
-    schedule = Schedule(config.iterations, config.levels)
+    main_steps = config.iterations - config.refine_steps
+    schedule = Schedule(main_steps, config.levels)
     optimizer, groups = _optimizer(model)
     generator = torch.Generator().manual_seed(config.rng_seed + 1)
     history: list[FitProgress] = []
     started = time.perf_counter()
-    for step in range(config.iterations):
+
+    def report(step: int, level: int, loss: float, mse: float, phase: str) -> None:
+        event = FitProgress(
+            step + 1,
+            config.iterations,
+            level,
+            config.levels,
+            loss,
+            10 * math.log10(1 / mse) if mse > 0 else math.inf,
+            phase,
+        )
+        history.append(event)
+        if progress is not None:
+            progress(event)
+        if cancel is not None and cancel():
+            raise FitCancelled(f"fit cancelled at step {step + 1} of {config.iterations}")
+
+    for step in range(main_steps):
         level = schedule.stage_at(step).level
         mode = schedule.noise(step)
         for name, group in groups.items():
@@ -243,18 +262,15 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         optimizer.step()
         with torch.no_grad():
             mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
-        report = FitProgress(
-            step + 1,
-            config.iterations,
-            level,
-            config.levels,
-            loss.item(),
-            10 * math.log10(1 / mse) if mse > 0 else math.inf,
-            mode,
+        report(step, level, loss.item(), mse, mode)
+    if config.refine_steps:
+        refine(
+            model,
+            pyramid[0],
+            config.refine_steps,
+            config.lmbda,
+            config.distortion,
+            on_step=lambda step, loss, mse: report(main_steps + step, 0, loss, mse, "refine"),
+            backend=backend,
         )
-        history.append(report)
-        if progress is not None:
-            progress(report)
-        if cancel is not None and cancel():
-            raise FitCancelled(f"fit cancelled at step {step + 1} of {config.iterations}")
     return FitOutcome(model, config.iterations, time.perf_counter() - started, history)

@@ -41,6 +41,9 @@ class FitConfig:
         ``"l1"`` (the paper's mean absolute error) or ``"mse"`` (mean squared error, what PSNR
         measures). With ``"mse"`` the distortion is about 30x smaller at these qualities, so
         comparable ``lmbda`` values are about 30x smaller too.
+    refine
+        Fraction of ``iterations`` spent at the end on quantisation-aware refinement
+        (:mod:`.refine`): training on the rounded attributes that the file stores. 0: none.
     """
 
     iterations: int = 4000
@@ -55,6 +58,7 @@ class FitConfig:
     grid_levels: int | None = None
     attribute_lr_scale: float = 1.0
     distortion: str = "l1"
+    refine: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,11 +73,23 @@ class FitConfig:
             "grid_levels": self.grid_levels is None or 0 <= self.grid_levels <= 12,
             "attribute_lr_scale": self.attribute_lr_scale > 0,
             "distortion": self.distortion in ("l1", "mse"),
+            "refine": 0 <= self.refine < 1 and self.refine_steps < self.iterations,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ValueError(f"invalid fit configuration: {values}")
+
+    @property
+    def refine_steps(self) -> int:
+        """Steps of the refinement at the end of the run (part of ``iterations``).
+
+        Examples
+        --------
+        >>> FitConfig(iterations=12000, refine=0.04).refine_steps
+        480
+        """
+        return round(self.refine * self.iterations)
 
     def with_overrides(self, **overrides) -> FitConfig:
         """A copy with the given fields changed; ``None`` values leave a field as it is."""
@@ -98,16 +114,18 @@ PRESETS: dict[str, FitConfig] = {
     "fast": FitConfig(iterations=800, feature_dim=24, attribute_lr_scale=8.0),
     # Small files (0.1-0.5 bpp on a 512x512 image): few features, few seeds finely quantised, no
     # hash-grid context (its weights cost more than it saves at this size), and MSE, what PSNR
-    # measures. So few Gaussians fit fast, and 12000 steps gave +0.1 to +0.4 dB over 4000 at
-    # equal size (docs/benchmarks.md, "rd").
+    # measures. So few Gaussians fit fast: 12000 steps gave +0.1 to +0.4 dB over 4000 at equal
+    # size, and 500 more steps of refinement on the rounded attributes +0.06 to +0.13 dB
+    # (docs/benchmarks.md, "rd"; docs/method.md, "refinement").
     "compact": FitConfig(
-        iterations=12000,
+        iterations=12500,
         feature_dim=4,
         density=0.01,
         lmbda=2e-5,
         grid_levels=0,
         attribute_lr_scale=8.0,
         distortion="mse",
+        refine=0.04,
     ),
 }
 

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 from .atomic import AtomicFile
 from .errors import MissingSectionError, SGIFormatError
 from .format_v1 import SectionEntry, check_section_name
-from .formats import CurrentFormat, detect_format
+from .formats import MAX_PREAMBLE, CurrentFormat, detect_format
 from .header import MAX_HEADER_BYTES, decode_header, encode_header
 
 __all__ = ["SGIReader", "SGIWriter", "SizeBreakdown", "read_sgi", "sgi_info", "write_sgi"]
@@ -204,7 +204,7 @@ class SGIReader:
 
     def _open(self) -> None:
         self.file_size = self._file.seek(0, os.SEEK_END)
-        prefix = self._read_at(0, min(self.file_size, CurrentFormat.PREAMBLE.size))
+        prefix = self._read_at(0, min(self.file_size, MAX_PREAMBLE))
         fmt = detect_format(prefix, self.file_size)
         self.format_version = fmt.version
         footer_offset, footer_length = fmt.unpack_preamble(prefix, self.file_size)
@@ -278,9 +278,9 @@ class SGIReader:
 class SizeBreakdown:
     """Where the bytes of a file go. ``sum(sections) + sum(overhead) == file_size``.
 
-    ``overhead`` has ``preamble`` (fixed 32 bytes) and, for format version 1, ``header`` (the
-    JSON) and ``index`` (footer tag, lengths, index entries and footer CRC); versions 2 and 3
-    deflate both into one stream, ``header+index``.
+    ``overhead`` has ``preamble`` (32 bytes; 16 from format version 4) and, for format version
+    1, ``header`` (the JSON) and ``index`` (footer tag, lengths, index entries and footer CRC);
+    later versions deflate both into one stream, ``header+index``.
     """
 
     file_size: int

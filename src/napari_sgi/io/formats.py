@@ -3,7 +3,7 @@
 Examples
 --------
 >>> CurrentFormat.version
-3
+4
 >>> detect_format(b"\\x89PNG\\r\\n\\x1a\\n....", 100)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -16,11 +16,13 @@ from .errors import SGIFormatError
 from .format_v1 import MAGIC, PREFIX, FormatV1, describe_foreign
 from .format_v2 import FormatV2
 from .format_v3 import FormatV3
+from .format_v4 import FormatV4
 
-__all__ = ["CurrentFormat", "FORMATS", "detect_format"]
+__all__ = ["CurrentFormat", "FORMATS", "MAX_PREAMBLE", "detect_format"]
 
-CurrentFormat = FormatV3
-FORMATS = {1: FormatV1, 2: FormatV2, 3: FormatV3}
+CurrentFormat = FormatV4
+FORMATS = {1: FormatV1, 2: FormatV2, 3: FormatV3, 4: FormatV4}
+MAX_PREAMBLE = max(f.PREAMBLE.size for f in FORMATS.values())
 
 
 def detect_format(prefix: bytes, file_size: int) -> FormatV1:
