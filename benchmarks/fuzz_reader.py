@@ -31,6 +31,7 @@ from pathlib import Path
 from napari_sgi.io.container import SGIReader, write_sgi
 from napari_sgi.io.errors import SGIFormatError
 from napari_sgi.io.format_v1 import MAGIC, FormatV1, SectionEntry
+from napari_sgi.io.format_v4 import FormatV4
 
 
 def valid_file(rng: random.Random) -> bytes:
@@ -87,8 +88,13 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         field = rng.choice(["shape", "axes", "dtype", "scale", "contrast_limits", "n_slices"])
         value = rng.choice([None, -1, 0, 10**13, [10**7] * 3, "ZZ", "float64", [1, -1], [[0, 1]]])
         header = json.dumps({field: value}).encode()
-    footer = FormatV1().encode_footer(header, entries)
-    pre = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32 + len(payload), len(footer))
+    if rng.random() < 0.5:  # the layout of version 1 (offsets in the index) or of version 4
+        footer = FormatV1().encode_footer(header, entries)
+        pre = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32 + len(payload), len(footer))
+    else:
+        entries = [SectionEntry(e.name, 16, e.length, e.crc32) for e in entries]
+        footer = FormatV4().encode_footer(header, entries)
+        pre = struct.pack("<8sII", MAGIC, 4, len(footer))
     return kind, pre + payload + footer
 
 

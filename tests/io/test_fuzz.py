@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from napari_sgi.io.container import SGIReader, write_sgi
 from napari_sgi.io.errors import SGIFormatError
 from napari_sgi.io.format_v1 import MAGIC, FormatV1, SectionEntry
+from napari_sgi.io.format_v4 import FormatV4
 
 
 def _valid_file() -> bytes:
@@ -118,12 +119,20 @@ def test_structured_garbage_with_valid_checksums(header, numbers):
     entries = [
         SectionEntry(f"s{i}", numbers[i], numbers[i + 1], 0) for i in range(0, len(numbers) - 1, 2)
     ]
-    footer = FormatV1().encode_footer(header_json, entries)
     payload = b"\x00" * 64
-    data = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32 + len(payload), len(footer)) + payload + footer
-    read_everything(data)
-    # Same header behind a correct index: the reader accepts it or names the bad field.
-    entry = [SectionEntry("p", 32, 64, zlib.crc32(payload))]
-    footer = FormatV1().encode_footer(header_json, entry)
-    data = struct.pack("<8sIIQQ", MAGIC, 1, 0, 96, len(footer)) + payload + footer
-    read_everything(data)
+    for version in (1, 4):
+        read_everything(_crafted(version, header_json, entries, payload))
+        # Same header behind a correct index: the reader accepts it or names the bad field.
+        entry = [SectionEntry("p", 32 if version == 1 else 16, 64, zlib.crc32(payload))]
+        read_everything(_crafted(version, header_json, entry, payload))
+
+
+def _crafted(version: int, header_json: bytes, entries, payload: bytes) -> bytes:
+    """A file of format ``version`` (1 or 4) from raw parts, with valid checksums."""
+    if version == 1:
+        footer = FormatV1().encode_footer(header_json, entries)
+        preamble = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32 + len(payload), len(footer))
+    else:
+        footer = FormatV4().encode_footer(header_json, entries)
+        preamble = struct.pack("<8sII", MAGIC, 4, len(footer))
+    return preamble + payload + footer
