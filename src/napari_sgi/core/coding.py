@@ -469,27 +469,24 @@ def _unpack_gaussian_head(data: bytes) -> tuple[tuple[int, int, int, int], list[
     if data[1] != 2:
         raise CodingError(f"Gaussian stream version {data[1]} is not supported (1 or 2)")
     mean_bits, scale_bits, sort_log2 = data[2] >> 4, data[2] & 15, data[3]
-    try:
+    try:  # every way of running off the end raises ValueError (the varints' own included)
         n, pos = decode_uvarint(data, 4)
         n_chunks, pos = decode_uvarint(data, pos)
         if n_chunks > n or n_chunks * 9 > len(data) - pos:  # 9: the smallest chunk entry
-            raise CodingError("Gaussian stream truncated: chunk table past the end")
+            raise ValueError("more chunks than the stream holds")
         chunks = []
         for _ in range(n_chunks):
             count, pos = decode_uvarint(data, pos)
             w, pos = decode_uvarint(data, pos)
-            if pos >= len(data):
-                raise ValueError("truncated")
-            width = data[pos]
+            width = data[pos]  # IndexError past the end
             ac_len, pos = decode_uvarint(data, pos + 1)
             esc_len, pos = decode_uvarint(data, pos)
             if pos + 4 > len(data):
-                raise ValueError("truncated")
-            chunks.append(
-                (count, w, width, ac_len, esc_len, int.from_bytes(data[pos : pos + 4], "little"))
-            )
+                raise ValueError("checksum past the end")
+            crc = int.from_bytes(data[pos : pos + 4], "little")
+            chunks.append((count, w, width, ac_len, esc_len, crc))
             pos += 4
-    except ValueError:
+    except (ValueError, IndexError):
         raise CodingError("Gaussian stream truncated: chunk table past the end") from None
     return (mean_bits, scale_bits, sort_log2, n), chunks, pos
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from .entropy import GroupModel, discretized_gaussian_bits, quantize
+from .entropy import quantize, rate_bits_per_value
 from .model import Attributes, SGIModel
 
 # Learning rates at the start of refinement (cosine decay to 5 % of them). The attributes move a
@@ -37,13 +37,6 @@ REFINE_RATES: dict[str, float] = {
 FINAL_FRACTION = 0.05
 
 StepCallback = Callable[[int, float, float], None]  # (step from 0, loss, mse)
-
-
-def _fixed_distributions(model: SGIModel) -> dict[str, GroupModel]:
-    """The entropy model's distributions at full resolution, as constants."""
-    with torch.no_grad():
-        groups = model.entropy_models(0)
-    return {name: GroupModel(g.mean, g.scale, g.step) for name, g in groups.items()}
 
 
 def _parameters(model: SGIModel) -> dict[str, list[torch.nn.Parameter]]:
@@ -92,7 +85,8 @@ def refine(
     >>> bool(torch.equal(model.features, torch.round(model.features / steps) * steps))
     True
     """
-    distributions = _fixed_distributions(model)
+    with torch.no_grad():  # the entropy model does not train here: its outputs are constants
+        distributions = model.entropy_models(0)
     parameters = _parameters(model)
     optimizer = torch.optim.Adam(
         [{"params": p, "lr": REFINE_RATES[name]} for name, p in parameters.items()], eps=1e-15
@@ -115,15 +109,10 @@ def refine(
             error = render - target
             loss = torch.mean(error * error if distortion == "mse" else torch.abs(error))
             if lmbda > 0:
-                bits = sum(
-                    discretized_gaussian_bits(rounded[name], g.mean, g.scale, g.step).sum()
-                    for name, g in distributions.items()
-                )
-                loss = loss + lmbda * bits / sum(v.numel() for v in rounded.values())
+                loss = loss + lmbda * rate_bits_per_value(rounded, distributions)
             # The loss is that of the parameters before this step's update: remember them.
-            if loss.item() < best_loss:
-                best_loss = loss.item()
-                best = [p.detach().clone() for p in tracked]
+            if (value := loss.item()) < best_loss:
+                best_loss, best = value, [p.detach().clone() for p in tracked]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -112,15 +112,16 @@ class FormatV4(FormatV1):
         return deflated + self.CRC.pack(zlib.crc32(plain))
 
     def _inflate(self, footer: bytes) -> bytes:
+        unreadable = (
+            "the compressed header and index do not inflate: the file is corrupt or truncated"
+        )
         inflater = zlib.decompressobj(-15, zdict=self.DICTIONARY)
         try:
             plain = inflater.decompress(footer, self.MAX_FOOTER)
         except zlib.error:
-            plain, inflater = b"", None
-        if inflater is None or not inflater.eof or len(inflater.unused_data) != self.CRC.size:
-            raise SGIFormatError(
-                "the compressed header and index do not inflate: the file is corrupt or truncated"
-            )
+            raise SGIFormatError(unreadable) from None
+        if not inflater.eof or len(inflater.unused_data) != self.CRC.size:
+            raise SGIFormatError(unreadable)
         if zlib.crc32(plain) != self.CRC.unpack(inflater.unused_data)[0]:
             raise SGIFormatError("footer checksum mismatch: the header or index is corrupt")
         return plain
