@@ -80,13 +80,18 @@ def gaussian_row(ratio, n: int, repeats: int, rng) -> dict:
 
     x, mean, scale, step = draw(n, ratio, rng)
     encode_s, data = best_time(lambda: encode_gaussian(x, mean, scale, step), repeats)
-    row = {"kind": "gaussian", "ratio": ratio if isinstance(ratio, str) else float(ratio),
-           "symbols": n, "bits_per_symbol": 8 * len(data) / n,
-           "ideal_bits_per_symbol": ideal_bits(x, mean, scale, step) / n,
-           "encode_per_s": n / encode_s}
+    row = {
+        "kind": "gaussian",
+        "ratio": ratio if isinstance(ratio, str) else float(ratio),
+        "symbols": n,
+        "bits_per_symbol": 8 * len(data) / n,
+        "ideal_bits_per_symbol": ideal_bits(x, mean, scale, step) / n,
+        "encode_per_s": n / encode_s,
+    }
     for decoder in ("compiled", "torchac"):
-        seconds, out = decode_with(decoder, lambda: best_time(
-            lambda: decode_gaussian(data, mean, scale, step), repeats))
+        seconds, out = decode_with(
+            decoder, lambda: best_time(lambda: decode_gaussian(data, mean, scale, step), repeats)
+        )
         if not np.array_equal(out, x):
             raise SystemExit(f"{decoder} decoder: wrong symbols at ratio {ratio}")
         row[f"decode_{decoder}_per_s"] = n / seconds
@@ -101,11 +106,18 @@ def bits_row(n: int, repeats: int, rng) -> dict:
     p = ones / n
     ideal = -(ones * np.log2(p) + (n - ones) * np.log2(1 - p))
     encode_s, data = best_time(lambda: encode_bits(bits), repeats)
-    row = {"kind": "bits", "p": 0.3, "symbols": n, "bits_per_symbol": 8 * len(data) / n,
-           "ideal_bits_per_symbol": ideal / n, "encode_per_s": n / encode_s}
+    row = {
+        "kind": "bits",
+        "p": 0.3,
+        "symbols": n,
+        "bits_per_symbol": 8 * len(data) / n,
+        "ideal_bits_per_symbol": ideal / n,
+        "encode_per_s": n / encode_s,
+    }
     for decoder in ("compiled", "torchac"):
-        seconds, out = decode_with(decoder, lambda: best_time(
-            lambda: decode_bits(data, n), repeats))
+        seconds, out = decode_with(
+            decoder, lambda: best_time(lambda: decode_bits(data, n), repeats)
+        )
         if not np.array_equal(out, bits):
             raise SystemExit(f"{decoder} decoder: wrong bits")
         row[f"decode_{decoder}_per_s"] = n / seconds
@@ -116,31 +128,42 @@ def markdown(rows: list[dict], command: str) -> str:
     def rate(value: float) -> str:
         return f"{value / 1e6:.1f} M/s"
 
-    lines = ["## Entropy coder: efficiency and speed", "",
-             f"Machine: {machine_description()}; revision `{git_revision()}`.",
-             f"Command: `{command}`.", "",
-             "Symbols drawn from the distribution they are coded with (step Q ~ U(0.5, 2), mean ~ "
-             "N(0, 50 Q), scale = σ/Q x Q); ideal = -Σ log2 P with the exact parameters. "
-             "Throughput: best of the repeats, the whole call (CDF tables, arithmetic coder, "
-             "checksums), in the benchmark's single thread. Encoding is torchac's; 'compiled' is "
-             "napari-sgi's C port of torchac's decoder, 'torchac' the same streams decoded by "
-             "torchac (both checked to return the symbols).", "",
-             "| symbols | bits/symbol | ideal | coded / ideal | encode | decode (compiled) "
-             "| decode (torchac) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Entropy coder: efficiency and speed",
+        "",
+        f"Machine: {machine_description()}; revision `{git_revision()}`.",
+        f"Command: `{command}`.",
+        "",
+        "Symbols drawn from the distribution they are coded with (step Q ~ U(0.5, 2), mean ~ "
+        "N(0, 50 Q), scale = σ/Q x Q); ideal = -Σ log2 P with the exact parameters. "
+        "Throughput: best of the repeats, the whole call (CDF tables, arithmetic coder, "
+        "checksums), in the benchmark's single thread. Encoding is torchac's; 'compiled' is "
+        "napari-sgi's C port of torchac's decoder, 'torchac' the same streams decoded by "
+        "torchac (both checked to return the symbols).",
+        "",
+        "| symbols | bits/symbol | ideal | coded / ideal | encode | decode (compiled) "
+        "| decode (torchac) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        name = (f"σ/Q = {r['ratio']:g}" if isinstance(r.get("ratio"), float)
-                else r.get("ratio") or f"bits, p = {r['p']}")
-        lines.append(f"| {name} | {r['bits_per_symbol']:.4f} | {r['ideal_bits_per_symbol']:.4f} "
-                     f"| {r['bits_per_symbol'] / r['ideal_bits_per_symbol']:.4f} | "
-                     f"{rate(r['encode_per_s'])} | {rate(r['decode_compiled_per_s'])} | "
-                     f"{rate(r['decode_torchac_per_s'])} |")
+        name = (
+            f"σ/Q = {r['ratio']:g}"
+            if isinstance(r.get("ratio"), float)
+            else r.get("ratio") or f"bits, p = {r['p']}"
+        )
+        lines.append(
+            f"| {name} | {r['bits_per_symbol']:.4f} | {r['ideal_bits_per_symbol']:.4f} "
+            f"| {r['bits_per_symbol'] / r['ideal_bits_per_symbol']:.4f} | "
+            f"{rate(r['encode_per_s'])} | {rate(r['decode_compiled_per_s'])} | "
+            f"{rate(r['decode_torchac_per_s'])} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--symbols", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
@@ -157,12 +180,16 @@ def main() -> None:
     rows = [gaussian_row(ratio, args.symbols, args.repeats, rng) for ratio in RATIOS]
     rows.append(bits_row(args.symbols, args.repeats, rng))
     for r in rows:
-        print(json.dumps(r) if args.json else
-              f"{r.get('ratio', 'bits'):>18} {r['bits_per_symbol']:.4f} bits/symbol "
-              f"(ideal {r['ideal_bits_per_symbol']:.4f}); encode "
-              f"{r['encode_per_s'] / 1e6:.2f} M/s, decode compiled "
-              f"{r['decode_compiled_per_s'] / 1e6:.2f} M/s, torchac "
-              f"{r['decode_torchac_per_s'] / 1e6:.2f} M/s", flush=True)
+        print(
+            json.dumps(r)
+            if args.json
+            else f"{r.get('ratio', 'bits'):>18} {r['bits_per_symbol']:.4f} bits/symbol "
+            f"(ideal {r['ideal_bits_per_symbol']:.4f}); encode "
+            f"{r['encode_per_s'] / 1e6:.2f} M/s, decode compiled "
+            f"{r['decode_compiled_per_s'] / 1e6:.2f} M/s, torchac "
+            f"{r['decode_torchac_per_s'] / 1e6:.2f} M/s",
+            flush=True,
+        )
     if not args.no_record:
         command = "python benchmarks/bench_coding.py " + " ".join(sys.argv[1:])
         record_section("coding", markdown(rows, command.strip()))

@@ -89,8 +89,13 @@ def make_file(path: Path, iterations: int) -> dict:
     with Image.open(IHC) as image:
         data = np.asarray(image)
     result = compress(data, path, preset="default", device="cpu", iterations=iterations)
-    return {"bytes": result.bytes, "bpp": result.bpp, "psnr": result.psnr,
-            "gaussians": result.gaussians, "fit_seconds": result.seconds}
+    return {
+        "bytes": result.bytes,
+        "bpp": result.bpp,
+        "psnr": result.psnr,
+        "gaussians": result.gaussians,
+        "fit_seconds": result.seconds,
+    }
 
 
 def cold_stages(path: Path) -> dict[str, float]:
@@ -116,8 +121,13 @@ def cold_stages(path: Path) -> dict[str, float]:
     t4 = time.perf_counter()
     file.close()
     assert image.shape == (512, 512, 3)
-    return {"open": t1 - t0, "read": t2 - t1, "decode": t3 - t2, "render": t4 - t3,
-            "total": t4 - t0}
+    return {
+        "open": t1 - t0,
+        "read": t2 - t1,
+        "decode": t3 - t2,
+        "render": t4 - t3,
+        "total": t4 - t0,
+    }
 
 
 def timed(function) -> float:
@@ -165,14 +175,23 @@ def measure(path: Path, repeats: int) -> dict[str, list[float]]:
 
 
 def measure_process(path: Path, repeats: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"process import": [], "process coder": [],
-                                   "process open+render": [], "process total": []}
-    subprocess.run([sys.executable, "-c", PROCESS_SNIPPET, str(path)], capture_output=True,
-                   check=True)  # untimed: fills the page cache
+    out: dict[str, list[float]] = {
+        "process import": [],
+        "process coder": [],
+        "process open+render": [],
+        "process total": [],
+    }
+    subprocess.run(
+        [sys.executable, "-c", PROCESS_SNIPPET, str(path)], capture_output=True, check=True
+    )  # untimed: fills the page cache
     for _ in range(repeats):
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", PROCESS_SNIPPET, str(path)],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", PROCESS_SNIPPET, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         total = time.perf_counter() - start
         imported, coder, rendered = (float(v) for v in result.stdout.split())
         out["process import"].append(imported)
@@ -200,8 +219,9 @@ ROWS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--file", type=Path, help="the .sgi file to use (made if missing)")
@@ -216,11 +236,17 @@ def main() -> None:
         from napari_sgi.io.reader import SGIFile
 
         file = SGIFile(path)
-        made = {"bytes": path.stat().st_size, "bpp": 8 * path.stat().st_size / 512**2,
-                "psnr": file.header["quality"]["psnr"],
-                "gaussians": sum(r["model"]["seed_count"] * r["model"]["gaussians_per_seed"]
-                                 for r in file.slices[0]["regions"]),
-                "fit_seconds": None, "iterations": file.header["fit"]["iterations"]}
+        made = {
+            "bytes": path.stat().st_size,
+            "bpp": 8 * path.stat().st_size / 512**2,
+            "psnr": file.header["quality"]["psnr"],
+            "gaussians": sum(
+                r["model"]["seed_count"] * r["model"]["gaussians_per_seed"]
+                for r in file.slices[0]["regions"]
+            ),
+            "fit_seconds": None,
+            "iterations": file.header["fit"]["iterations"],
+        }
         file.close()
     else:
         made = {**make_file(path, args.iterations), "iterations": args.iterations}
@@ -229,48 +255,71 @@ def main() -> None:
     spread = {k: (min(v), max(v)) for k, v in times.items()}
     for key, _ in ROWS:
         if args.json:
-            print(json.dumps({"measure": key, "median_s": medians[key], "min_s": spread[key][0],
-                              "max_s": spread[key][1], "repeats": len(times[key])}))
+            print(
+                json.dumps(
+                    {
+                        "measure": key,
+                        "median_s": medians[key],
+                        "min_s": spread[key][0],
+                        "max_s": spread[key][1],
+                        "repeats": len(times[key]),
+                    }
+                )
+            )
         else:
-            print(f"{key:34s} median {1000 * medians[key]:8.1f} ms  "
-                  f"(min {1000 * spread[key][0]:.1f}, max {1000 * spread[key][1]:.1f})")
-    build_text = ("" if build is None else
-                  f" The first import of torchac in a new environment compiled its C++ coder "
-                  f"(g++ and ninja needed): {build:.0f} s, once per environment and "
-                  f"torch-extensions folder.")
+            print(
+                f"{key:34s} median {1000 * medians[key]:8.1f} ms  "
+                f"(min {1000 * spread[key][0]:.1f}, max {1000 * spread[key][1]:.1f})"
+            )
+    build_text = (
+        ""
+        if build is None
+        else f" The first import of torchac in a new environment compiled its C++ coder "
+        f"(g++ and ninja needed): {build:.0f} s, once per environment and "
+        f"torch-extensions folder."
+    )
     if build is not None:
         print(f"first torchac build: {build:.1f} s")
     if args.no_record:
         return
     command = "python benchmarks/bench_decode.py " + " ".join(sys.argv[1:])
     lines = [
-        "## Opening and decoding a 512x512 slice", "",
+        "## Opening and decoding a 512x512 slice",
+        "",
         f"Machine: {machine_description()}, {int(medians['threads'])} torch threads; "
         f"revision `{git_revision()}`.",
-        f"Command: `{command.strip()}`", "",
+        f"Command: `{command.strip()}`",
+        "",
         f"File: the RGB IHC sample (512x512 uint8) compressed with preset `default` and "
         f"{made['iterations']} fitting steps: {made['gaussians']:,} Gaussians, "
         f"{made['bytes']:,} bytes ({made['bpp']:.2f} bpp), PSNR {made['psnr']:.2f} dB. "
         f"Times are medians of {args.repeats} runs (min-max in brackets); target: "
-        f"at most {TARGET_S} s to open and show the slice.", "",
-        "| measure | median (ms) | min-max (ms) |", "|---|---:|---:|",
+        f"at most {TARGET_S} s to open and show the slice.",
+        "",
+        "| measure | median (ms) | min-max (ms) |",
+        "|---|---:|---:|",
     ]
     for key, label in ROWS:
         low, high = spread[key]
-        lines.append(f"| {label} | {1000 * medians[key]:.1f} | "
-                     f"{1000 * low:.1f}-{1000 * high:.1f} |")
+        lines.append(
+            f"| {label} | {1000 * medians[key]:.1f} | {1000 * low:.1f}-{1000 * high:.1f} |"
+        )
     cold = medians["cold SGIFile.render_slice"]
-    lines += ["", f"Cold open + decode + render in a running process (napari's case): "
-              f"{cold:.2f} s, {'within' if cold <= TARGET_S else 'over'} the {TARGET_S} s "
-              f"target. A fresh process adds the import of torch and napari-sgi "
-              f"({medians['process import']:.2f} s) and the load of torchac's compiled coder "
-              f"({medians['process coder']:.2f} s).{build_text}",
-              "", "torchac compiles its coder at import into `~/.cache/torch_extensions`, a folder "
-              "shared by all the user's Python environments: an import from another environment "
-              "(different include paths) rebuilds it, and the next import here rebuilds it again "
-              "(seen on this machine: 60-130 s per fresh process while another environment was "
-              "importing it). This benchmark therefore sets `TORCH_EXTENSIONS_DIR` to a folder of "
-              "its own environment and measures the steady state."]
+    lines += [
+        "",
+        f"Cold open + decode + render in a running process (napari's case): "
+        f"{cold:.2f} s, {'within' if cold <= TARGET_S else 'over'} the {TARGET_S} s "
+        f"target. A fresh process adds the import of torch and napari-sgi "
+        f"({medians['process import']:.2f} s) and the load of torchac's compiled coder "
+        f"({medians['process coder']:.2f} s).{build_text}",
+        "",
+        "torchac compiles its coder at import into `~/.cache/torch_extensions`, a folder "
+        "shared by all the user's Python environments: an import from another environment "
+        "(different include paths) rebuilds it, and the next import here rebuilds it again "
+        "(seen on this machine: 60-130 s per fresh process while another environment was "
+        "importing it). This benchmark therefore sets `TORCH_EXTENSIONS_DIR` to a folder of "
+        "its own environment and measures the steady state.",
+    ]
     record_section("decode", "\n".join(lines))
 
 

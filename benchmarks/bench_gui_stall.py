@@ -93,8 +93,11 @@ def measure_idle(seconds: float) -> dict:
     loop.exec()
     timer.stop()
     gaps = np.diff([started, *ticks]) * 1000
-    return {"max_gap_ms": float(gaps.max()), "p99_gap_ms": float(np.percentile(gaps, 99)),
-            "median_gap_ms": float(np.median(gaps))}
+    return {
+        "max_gap_ms": float(gaps.max()),
+        "p99_gap_ms": float(np.percentile(gaps, 99)),
+        "median_gap_ms": float(np.median(gaps)),
+    }
 
 
 def measure_open(viewer) -> tuple[object, dict]:
@@ -121,8 +124,11 @@ def measure_open(viewer) -> tuple[object, dict]:
     timer.stop()
     ended = time.perf_counter()
     gaps = np.diff([built, *[t for t in ticks if t >= built], ended]) * 1000
-    return widget, {"build_ms": (built - started) * 1000, "warm_up_s": ended - built,
-                    "max_gap_warm_up_ms": float(gaps.max())}
+    return widget, {
+        "build_ms": (built - started) * 1000,
+        "warm_up_s": ended - built,
+        "max_gap_warm_up_ms": float(gaps.max()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,12 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(20):  # let the window settle before timing anything
         QApplication.processEvents()
     widget, opening = measure_open(viewer)
-    print(f"open widget: built in {opening['build_ms']:.0f} ms on the GUI thread; background "
-          f"imports {opening['warm_up_s']:.1f} s, longest stall meanwhile "
-          f"{opening['max_gap_warm_up_ms']:.0f} ms", flush=True)
+    print(
+        f"open widget: built in {opening['build_ms']:.0f} ms on the GUI thread; background "
+        f"imports {opening['warm_up_s']:.1f} s, longest stall meanwhile "
+        f"{opening['max_gap_warm_up_ms']:.0f} ms",
+        flush=True,
+    )
     idle = measure_idle(5.0)
-    print(f"idle viewer, 5 s: max gap {idle['max_gap_ms']:.0f} ms (p99 {idle['p99_gap_ms']:.0f}, "
-          f"median {idle['median_gap_ms']:.1f} ms)", flush=True)
+    print(
+        f"idle viewer, 5 s: max gap {idle['max_gap_ms']:.0f} ms (p99 {idle['p99_gap_ms']:.0f}, "
+        f"median {idle['median_gap_ms']:.1f} ms)",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
@@ -161,10 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             stats = measure(viewer, widget, layer, Path(tmp) / f"run{run}.sgi", args.iterations)
             stats["run"] = "first" if run == 0 else f"run {run + 1}"
             rows.append(stats)
-            print(f"{stats['run']:>6}: max stall {stats['max_gap_fit_ms']:.0f} ms while fitting "
-                  f"(p99 {stats['p99_gap_fit_ms']:.0f} ms, median tick {stats['median_gap_ms']:.1f}"
-                  f" ms), {stats['max_gap_all_ms']:.0f} ms incl. showing the result; "
-                  f"{stats['fit_seconds']:.1f} s, PSNR {stats['psnr']:.2f} dB", flush=True)
+            print(
+                f"{stats['run']:>6}: max stall {stats['max_gap_fit_ms']:.0f} ms while fitting "
+                f"(p99 {stats['p99_gap_fit_ms']:.0f} ms, median tick {stats['median_gap_ms']:.1f}"
+                f" ms), {stats['max_gap_all_ms']:.0f} ms incl. showing the result; "
+                f"{stats['fit_seconds']:.1f} s, PSNR {stats['psnr']:.2f} dB",
+                flush=True,
+            )
     device = resolve_device("auto")
     viewer.close()
     load = f"load average {load_before:.1f} → {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
@@ -192,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|",
         ]
         for r in rows:
-            lines.append(f"| {r['run']} | {r['fit_seconds']:.1f} s "
-                         f"| **{r['max_gap_fit_ms']:.0f} ms** | {r['p99_gap_fit_ms']:.0f} ms "
-                         f"| {r['median_gap_ms']:.1f} ms "
-                         f"| {r['max_gap_all_ms']:.0f} ms |")
-        lines.append(f"| idle viewer, 5 s, for comparison | — | {idle['max_gap_ms']:.0f} ms "
-                     f"| {idle['p99_gap_ms']:.0f} ms | {idle['median_gap_ms']:.1f} ms | — |")
+            lines.append(
+                f"| {r['run']} | {r['fit_seconds']:.1f} s "
+                f"| **{r['max_gap_fit_ms']:.0f} ms** | {r['p99_gap_fit_ms']:.0f} ms "
+                f"| {r['median_gap_ms']:.1f} ms "
+                f"| {r['max_gap_all_ms']:.0f} ms |"
+            )
+        lines.append(
+            f"| idle viewer, 5 s, for comparison | — | {idle['max_gap_ms']:.0f} ms "
+            f"| {idle['p99_gap_ms']:.0f} ms | {idle['median_gap_ms']:.1f} ms | — |"
+        )
         lines += [
             "",
             f"Opening the widget: built in {opening['build_ms']:.0f} ms on the GUI thread; it then "

@@ -46,8 +46,25 @@ IMAGES_DIR = ROOT / "docs" / "images"
 # Quality sweeps: JPEG quality, JPEG 2000 target PSNR of its single layer (dB), JPEG XL distance.
 JPEG_QUALITIES = (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 98)
 JPEG2K_PSNR = (18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50, 55, 60)
-JPEGXL_DISTANCES = (25.0, 18.0, 13.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.7,
-                    0.5, 0.3, 0.15)
+JPEGXL_DISTANCES = (
+    25.0,
+    18.0,
+    13.0,
+    10.0,
+    8.0,
+    6.0,
+    5.0,
+    4.0,
+    3.0,
+    2.5,
+    2.0,
+    1.5,
+    1.0,
+    0.7,
+    0.5,
+    0.3,
+    0.15,
+)
 CODECS = ("JPEG", "JPEG 2000", "JPEG XL")
 SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
 SUMMARY_BPP = (0.25, 0.5, 1.0, 2.0)
@@ -96,12 +113,30 @@ def baseline_sweep(image: np.ndarray) -> dict[str, list[dict]]:
         return decoded if eight_bit else _unstretch(decoded, image, top)
 
     plans = {
-        "JPEG": [(f"q={q}", lambda q=q: ic.jpeg8_encode(as8, level=q),
-                  lambda b: back8(ic.jpeg8_decode(b))) for q in JPEG_QUALITIES],
-        "JPEG 2000": [(f"psnr={p}", lambda p=p: ic.jpeg2k_encode(as16, level=p),
-                       lambda b: back16(ic.jpeg2k_decode(b))) for p in JPEG2K_PSNR],
-        "JPEG XL": [(f"d={d}", lambda d=d: ic.jpegxl_encode(as16, distance=d),
-                     lambda b: back16(ic.jpegxl_decode(b))) for d in JPEGXL_DISTANCES],
+        "JPEG": [
+            (
+                f"q={q}",
+                lambda q=q: ic.jpeg8_encode(as8, level=q),
+                lambda b: back8(ic.jpeg8_decode(b)),
+            )
+            for q in JPEG_QUALITIES
+        ],
+        "JPEG 2000": [
+            (
+                f"psnr={p}",
+                lambda p=p: ic.jpeg2k_encode(as16, level=p),
+                lambda b: back16(ic.jpeg2k_decode(b)),
+            )
+            for p in JPEG2K_PSNR
+        ],
+        "JPEG XL": [
+            (
+                f"d={d}",
+                lambda d=d: ic.jpegxl_encode(as16, distance=d),
+                lambda b: back16(ic.jpegxl_decode(b)),
+            )
+            for d in JPEGXL_DISTANCES
+        ],
     }
     out = {}
     for codec, settings in plans.items():
@@ -112,8 +147,16 @@ def baseline_sweep(image: np.ndarray) -> dict[str, list[dict]]:
             if decoded.shape != image.shape:
                 raise RuntimeError(f"{codec} {setting}: decoded shape {decoded.shape}")
             p, s = quality(decoded, image)
-            rows.append({"codec": codec, "setting": setting, "bytes": len(data),
-                         "bpp": 8 * len(data) / pixels, "psnr": p, "ssim": s})
+            rows.append(
+                {
+                    "codec": codec,
+                    "setting": setting,
+                    "bytes": len(data),
+                    "bpp": 8 * len(data) / pixels,
+                    "psnr": p,
+                    "ssim": s,
+                }
+            )
         out[codec] = sorted(rows, key=lambda r: r["bpp"])
     return out
 
@@ -130,9 +173,18 @@ def at_rate(rows: list[dict], bpp: float, key: str = "psnr") -> float | None:
 
 
 # -- napari-sgi --------------------------------------------------------------------------------
-def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iterations: int,
-              feature_dim: int, density: float, lmbda: float, distortion: str = "l1",
-              extra: dict | None = None) -> dict:
+def sgi_point(
+    name: str,
+    image: np.ndarray,
+    folder: Path,
+    preset: str,
+    iterations: int,
+    feature_dim: int,
+    density: float,
+    lmbda: float,
+    distortion: str = "l1",
+    extra: dict | None = None,
+) -> dict:
     from napari_sgi.io.container import SGIReader
     from napari_sgi.io.pipeline import compress
     from napari_sgi.io.reader import SGIFile
@@ -140,32 +192,62 @@ def sgi_point(name: str, image: np.ndarray, folder: Path, preset: str, iteration
     extra = extra or {}
     suffix = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
     path = folder / f"{name}-F{feature_dim}-d{density}-l{lmbda}-{distortion}{suffix}.sgi"
-    result = compress(image, path, preset=preset, device="cpu", iterations=iterations,
-                      feature_dim=feature_dim, density=density, lmbda=lmbda,
-                      distortion=distortion, **extra)
+    result = compress(
+        image,
+        path,
+        preset=preset,
+        device="cpu",
+        iterations=iterations,
+        feature_dim=feature_dim,
+        density=density,
+        lmbda=lmbda,
+        distortion=distortion,
+        **extra,
+    )
     info = SGIReader(path).info()
     parts = info.grouped()
     sgi = SGIFile(path)
     decoded = sgi.render_slice(0)
     sgi.close()
     p, s = quality(decoded, image)
-    row = {"codec": "napari-sgi", "image": name, "preset": preset, "iterations": iterations,
-           "feature_dim": feature_dim, "density": density, "lmbda": lmbda,
-           "distortion": distortion, **({"extra": extra} if extra else {}),
-           "gaussians": result.gaussians, "bytes": result.bytes, "bpp": result.bpp,
-           "psnr": p, "ssim": s, "psnr_encoder": result.psnr, "ssim_encoder": result.ssim,
-           "seconds": result.seconds, "revision": git_revision(),
-           "sections": {k: parts.get(k, 0) for k in SECTIONS},
-           "header_index": sum(info.overhead.values())}
+    row = {
+        "codec": "napari-sgi",
+        "image": name,
+        "preset": preset,
+        "iterations": iterations,
+        "feature_dim": feature_dim,
+        "density": density,
+        "lmbda": lmbda,
+        "distortion": distortion,
+        **({"extra": extra} if extra else {}),
+        "gaussians": result.gaussians,
+        "bytes": result.bytes,
+        "bpp": result.bpp,
+        "psnr": p,
+        "ssim": s,
+        "psnr_encoder": result.psnr,
+        "ssim_encoder": result.ssim,
+        "seconds": result.seconds,
+        "revision": git_revision(),
+        "sections": {k: parts.get(k, 0) for k in SECTIONS},
+        "header_index": sum(info.overhead.values()),
+    }
     if info.total != result.bytes:
         row["size_mismatch"] = [info.total, result.bytes]
     return row
 
 
 def _key(row: dict) -> tuple:
-    return (row["image"], row["preset"], row["iterations"], row["feature_dim"],
-            float(row["density"]), float(row["lmbda"]), row.get("distortion", "l1"),
-            tuple(sorted(row.get("extra", {}).items())))
+    return (
+        row["image"],
+        row["preset"],
+        row["iterations"],
+        row["feature_dim"],
+        float(row["density"]),
+        float(row["lmbda"]),
+        row.get("distortion", "l1"),
+        tuple(sorted(row.get("extra", {}).items())),
+    )
 
 
 def parse_settings(fields: list[str]) -> dict:
@@ -240,52 +322,91 @@ def _append(path: Path | None, row: dict) -> None:
 
 
 # -- output ------------------------------------------------------------------------------------
-def plot(name: str, sweeps: dict, points: list[dict], path: Path, channels: int, size: int,
-         preset: str) -> None:
+def plot(
+    name: str, sweeps: dict, points: list[dict], path: Path, channels: int, size: int, preset: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
-    styles = {"JPEG": ("tab:red", "o"), "JPEG 2000": ("tab:blue", "s"),
-              "JPEG XL": ("tab:green", "^")}
+    styles = {
+        "JPEG": ("tab:red", "o"),
+        "JPEG 2000": ("tab:blue", "s"),
+        "JPEG XL": ("tab:green", "^"),
+    }
     for codec, rows in sweeps.items():
         color, marker = styles[codec]
-        ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], marker=marker, ms=3.5,
-                lw=1.2, color=color, label=codec)
+        ax.plot(
+            [r["bpp"] for r in rows],
+            [r["psnr"] for r in rows],
+            marker=marker,
+            ms=3.5,
+            lw=1.2,
+            color=color,
+            label=codec,
+        )
     markers = {}
     for r in points:
         markers.setdefault(series(r), "D*PXv<>"[len(markers) % 7])
     drawn = set()
     for label, marker in markers.items():
         rows = sorted([r for r in points if series(r) == label], key=lambda r: r["bpp"])
-        ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], ls=":", lw=1,
-                marker=marker, ms=7, color="black",
-                label=f"napari-sgi {label} ({rows[0]['iterations']} steps)")
+        ax.plot(
+            [r["bpp"] for r in rows],
+            [r["psnr"] for r in rows],
+            ls=":",
+            lw=1,
+            marker=marker,
+            ms=7,
+            color="black",
+            label=f"napari-sgi {label} ({rows[0]['iterations']} steps)",
+        )
         for r in rows:
-            ax.annotate(f"d={r['density']:g}\nλ={lam(r)}", (r["bpp"], r["psnr"]),
-                        textcoords="offset points", xytext=(5, -14), fontsize=6.5)
+            ax.annotate(
+                f"d={r['density']:g}\nλ={lam(r)}",
+                (r["bpp"], r["psnr"]),
+                textcoords="offset points",
+                xytext=(5, -14),
+                fontsize=6.5,
+            )
         f = r["feature_dim"]
         if f in drawn:
             continue
         drawn.add(f)
         fixed = 8 * (r["sections"]["weights"] + r["header_index"]) / _pixels(name)
         ax.axvline(fixed, color="grey", lw=0.8, ls="--")
-        ax.annotate(f"F={f}: weights + header = {fixed:.2f} bpp", (fixed, 0.03),
-                    xycoords=("data", "axes fraction"), fontsize=6.5, color="grey",
-                    rotation=90, va="bottom", ha="right", xytext=(-2, 0),
-                    textcoords="offset points")
+        ax.annotate(
+            f"F={f}: weights + header = {fixed:.2f} bpp",
+            (fixed, 0.03),
+            xycoords=("data", "axes fraction"),
+            fontsize=6.5,
+            color="grey",
+            rotation=90,
+            va="bottom",
+            ha="right",
+            xytext=(-2, 0),
+            textcoords="offset points",
+        )
     from napari_sgi.core.presets import get_preset
 
     default_f = get_preset(preset).feature_dim
     if default_f not in drawn:
         weights = 8 * weight_bytes(channels, size, default_f) / size**2
         ax.axvline(weights, color="grey", lw=0.8, ls="-.")
-        ax.annotate(f"F={default_f} ({preset}): weights alone = {weights:.2f} bpp",
-                    (weights, 0.03), xycoords=("data", "axes fraction"), fontsize=6.5,
-                    color="grey", rotation=90, va="bottom", ha="right", xytext=(-2, 0),
-                    textcoords="offset points")
+        ax.annotate(
+            f"F={default_f} ({preset}): weights alone = {weights:.2f} bpp",
+            (weights, 0.03),
+            xycoords=("data", "axes fraction"),
+            fontsize=6.5,
+            color="grey",
+            rotation=90,
+            va="bottom",
+            ha="right",
+            xytext=(-2, 0),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     right = max([r["bpp"] for r in points] + [r["bpp"] for rows in sweeps.values() for r in rows])
     ax.set_xlim(right=right * 1.8)
@@ -321,8 +442,9 @@ def bits_per_value(row: dict) -> dict[str, float]:
     return {g: 8 * row["sections"][g] / (seeds * n) for g, n in values.items()}
 
 
-def weight_bytes(channels: int, size: int, feature_dim: int, density: float = 0.07,
-                 preset: str = "default") -> int:
+def weight_bytes(
+    channels: int, size: int, feature_dim: int, density: float = 0.07, preset: str = "default"
+) -> int:
     """Bytes of the MLP weights (colour, covariance, context) of a model, as stored."""
     from napari_sgi.core.fit import make_model
     from napari_sgi.core.presets import get_preset
@@ -334,10 +456,15 @@ def weight_bytes(channels: int, size: int, feature_dim: int, density: float = 0.
 
 
 def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:
-    shapes = [("512x512 RGB", 3, 512), ("512x512, 1 channel", 1, 512),
-              ("256x256, 1 channel", 1, 256)]
-    lines = ["| F | " + " | ".join(f"{label}: bytes (bpp)" for label, _, _ in shapes) + " |",
-             "|---:|" + "---:|" * len(shapes)]
+    shapes = [
+        ("512x512 RGB", 3, 512),
+        ("512x512, 1 channel", 1, 512),
+        ("256x256, 1 channel", 1, 256),
+    ]
+    lines = [
+        "| F | " + " | ".join(f"{label}: bytes (bpp)" for label, _, _ in shapes) + " |",
+        "|---:|" + "---:|" * len(shapes),
+    ]
     for f in feature_dims:
         cells = []
         for _, channels, size in shapes:
@@ -390,7 +517,8 @@ def analysis(points: list[dict], all_sweeps: dict) -> list[str]:
                     f"{r['bpp']:.2f} bpp of which {fixed:.2f} bpp weights + hash grid + header "
                     f"({100 * fixed * _pixels(name) / 8 / r['bytes']:.0f} % of the file), "
                     f"{r['psnr']:.2f} dB, where JPEG 2000 already reaches {top['psnr']:.1f} dB "
-                    f"at {top['bpp']:.2f} bpp")
+                    f"at {top['bpp']:.2f} bpp"
+                )
                 continue
             parts.append(
                 f"F={feature_cell(r)}, d={r['density']:g}, λ={lam(r)}: {r['bpp']:.2f} bpp "
@@ -399,30 +527,41 @@ def analysis(points: list[dict], all_sweeps: dict) -> list[str]:
                 f"{r['psnr']:.2f} dB; vs JPEG "
                 + ("n/a" if dj is None else f"{r['psnr'] - dj:+.2f} dB")
                 + ", vs JPEG 2000 "
-                + ("n/a" if d2 is None else f"{r['psnr'] - d2:+.2f} dB"))
+                + ("n/a" if d2 is None else f"{r['psnr'] - d2:+.2f} dB")
+            )
         low = [r for r in rows if r["bpp"] <= 0.5]
         if not low:
             verdict = "no napari-sgi point reaches 0.5 bpp or below"
         else:
             wins = [r for r in low if r["psnr_JPEG"] is not None and r["psnr"] > r["psnr_JPEG"]]
-            verdict = (f"{len(wins)} of {len(low)} napari-sgi points at or below 0.5 bpp beat "
-                       "JPEG")
-        out.append(f"- **{IMAGES[name][1]}**: {verdict}. " + "; ".join(parts)
-                   + ". JPEG 2000 / JPEG XL minus JPEG at "
-                   + ", ".join(f"{b:g}" for b in SUMMARY_BPP[:3]) + " bpp: "
-                   + ", ".join(gaps) + " dB.")
+            verdict = f"{len(wins)} of {len(low)} napari-sgi points at or below 0.5 bpp beat JPEG"
+        out.append(
+            f"- **{IMAGES[name][1]}**: {verdict}. "
+            + "; ".join(parts)
+            + ". JPEG 2000 / JPEG XL minus JPEG at "
+            + ", ".join(f"{b:g}" for b in SUMMARY_BPP[:3])
+            + " bpp: "
+            + ", ".join(gaps)
+            + " dB."
+        )
     return out
 
 
 def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
     pixels = _pixels(name)
-    lines = [f"### {IMAGES[name][1]}", "", f"![RD curve](images/rd_{name}.png)", "",
-             "napari-sgi points; baselines' PSNR interpolated at the same bpp "
-             "(n/a: below the codec's sweep; > x: above its sweep, whose best point is x dB); "
-             "Δ = napari-sgi minus the codec.", "",
-             "| F | density | λ | steps | Gaussians | bytes | bpp | PSNR | SSIM | JPEG | Δ JPEG "
-             "| JPEG 2000 | Δ J2K | JPEG XL | Δ JXL | fit (s) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### {IMAGES[name][1]}",
+        "",
+        f"![RD curve](images/rd_{name}.png)",
+        "",
+        "napari-sgi points; baselines' PSNR interpolated at the same bpp "
+        "(n/a: below the codec's sweep; > x: above its sweep, whose best point is x dB); "
+        "Δ = napari-sgi minus the codec.",
+        "",
+        "| F | density | λ | steps | Gaussians | bytes | bpp | PSNR | SSIM | JPEG | Δ JPEG "
+        "| JPEG 2000 | Δ J2K | JPEG XL | Δ JXL | fit (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in sorted(points, key=lambda r: (r["feature_dim"], variant(r), r["bpp"])):
         cells = []
         for codec in CODECS:
@@ -433,52 +572,75 @@ def image_markdown(name: str, sweeps: dict, points: list[dict]) -> list[str]:
                 cells += [f"> {top['psnr']:.2f}", f"< {r['psnr'] - top['psnr']:+.2f}"]
             else:
                 cells += [_fmt(other), "n/a" if other is None else f"{r['psnr'] - other:+.2f}"]
-        lines.append(f"| {feature_cell(r)} | {r['density']:g} | {lam(r)} | "
-                     f"{r['iterations']} | {r['gaussians']:,} | {r['bytes']:,} | "
-                     f"{r['bpp']:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                     + " | ".join(cells) + f" | {r['seconds']:.0f} |")
-    lines += ["", "Bytes per part of each `.sgi` file (`SGIReader(path).info().grouped()`; "
-              "header+index = preamble, JSON header and section index):", "",
-              "| F | density | λ | weights | hash_grid | features | log_scaling | offsets "
-              "| header+index | total | weights+header (bpp) | bits/value: features, "
-              "log_scaling, offsets |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines.append(
+            f"| {feature_cell(r)} | {r['density']:g} | {lam(r)} | "
+            f"{r['iterations']} | {r['gaussians']:,} | {r['bytes']:,} | "
+            f"{r['bpp']:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+            + " | ".join(cells)
+            + f" | {r['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        "Bytes per part of each `.sgi` file (`SGIReader(path).info().grouped()`; "
+        "header+index = preamble, JSON header and section index):",
+        "",
+        "| F | density | λ | weights | hash_grid | features | log_scaling | offsets "
+        "| header+index | total | weights+header (bpp) | bits/value: features, "
+        "log_scaling, offsets |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in sorted(points, key=lambda r: (r["feature_dim"], variant(r), r["bpp"])):
         s = r["sections"]
         fixed = 8 * (s["weights"] + r["header_index"]) / pixels
         per_value = ", ".join(f"{b:.1f}" for b in bits_per_value(r).values())
-        lines.append(f"| {feature_cell(r)} | {r['density']:g} | {lam(r)} | "
-                     + " | ".join(f"{s[k]:,}" for k in SECTIONS)
-                     + f" | {r['header_index']:,} | {r['bytes']:,} | {fixed:.3f} | "
-                     f"{per_value} |")
-    lines += ["", "All codecs at fixed rates (PSNR in dB, interpolated on each sweep; napari-sgi "
-              "on the points of each series, n/a where its points do not reach):", "",
-              "| codec | " + " | ".join(f"{b:g} bpp" for b in SUMMARY_BPP) + " |",
-              "|---|" + "---:|" * len(SUMMARY_BPP)]
+        lines.append(
+            f"| {feature_cell(r)} | {r['density']:g} | {lam(r)} | "
+            + " | ".join(f"{s[k]:,}" for k in SECTIONS)
+            + f" | {r['header_index']:,} | {r['bytes']:,} | {fixed:.3f} | "
+            f"{per_value} |"
+        )
+    lines += [
+        "",
+        "All codecs at fixed rates (PSNR in dB, interpolated on each sweep; napari-sgi "
+        "on the points of each series, n/a where its points do not reach):",
+        "",
+        "| codec | " + " | ".join(f"{b:g} bpp" for b in SUMMARY_BPP) + " |",
+        "|---|" + "---:|" * len(SUMMARY_BPP),
+    ]
     for codec in CODECS:
-        lines.append(f"| {codec} | " + " | ".join(_fmt(at_rate(sweeps[codec], b))
-                                                  for b in SUMMARY_BPP) + " |")
+        lines.append(
+            f"| {codec} | "
+            + " | ".join(_fmt(at_rate(sweeps[codec], b)) for b in SUMMARY_BPP)
+            + " |"
+        )
     for label in sorted({series(r) for r in points}, reverse=True):
         rows = sorted([r for r in points if series(r) == label], key=lambda r: r["bpp"])
         own = ", ".join(f"{r['psnr']:.2f} dB at {r['bpp']:.2f} bpp" for r in rows)
-        lines.append(f"| napari-sgi {label} ({own}) | "
-                     + " | ".join(_fmt(at_rate(rows, b)) for b in SUMMARY_BPP) + " |")
+        lines.append(
+            f"| napari-sgi {label} ({own}) | "
+            + " | ".join(_fmt(at_rate(rows, b)) for b in SUMMARY_BPP)
+            + " |"
+        )
     return lines + [""]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", nargs="+", default=list(IMAGES), choices=list(IMAGES))
     parser.add_argument("--preset", default="default")
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--lambdas", nargs="+", type=float, default=[0.0005, 0.002, 0.008, 0.03])
     parser.add_argument("--densities", nargs="+", type=float, default=[0.03, 0.07])
     parser.add_argument("--feature-dims", nargs="+", type=int, default=[50])
-    parser.add_argument("--points", nargs="+",
-                        metavar="[IMAGE/][PRESET@]F:DENSITY:LAMBDA[:DISTORTION]",
-                        help="explicit napari-sgi points instead of the grid (IMAGE/: for that "
-                             "image only; PRESET@: another preset than --preset)")
+    parser.add_argument(
+        "--points",
+        nargs="+",
+        metavar="[IMAGE/][PRESET@]F:DENSITY:LAMBDA[:DISTORTION]",
+        help="explicit napari-sgi points instead of the grid (IMAGE/: for that "
+        "image only; PRESET@: another preset than --preset)",
+    )
     parser.add_argument("--cache", type=Path, help="JSON-lines file of napari-sgi points")
     parser.add_argument("--keep", type=Path, help="folder to keep the .sgi files in")
     parser.add_argument("--json", action="store_true")
@@ -494,11 +656,24 @@ def main() -> None:
             f, d, lmbda, *rest = text.split(":")
             settings = [field for field in rest if "=" in field]
             distortion = next((field for field in rest if "=" not in field), "l1")
-            grid.append((only or None, preset or args.preset, int(f), float(d), float(lmbda),
-                         distortion, parse_settings(settings)))
+            grid.append(
+                (
+                    only or None,
+                    preset or args.preset,
+                    int(f),
+                    float(d),
+                    float(lmbda),
+                    distortion,
+                    parse_settings(settings),
+                )
+            )
     else:
-        grid = [(None, args.preset, f, d, lmbda, "l1", {}) for f in args.feature_dims
-                for d in args.densities for lmbda in args.lambdas]
+        grid = [
+            (None, args.preset, f, d, lmbda, "l1", {})
+            for f in args.feature_dims
+            for d in args.densities
+            for lmbda in args.lambdas
+        ]
     cache = _load_cache(args.cache)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_rd_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -509,8 +684,10 @@ def main() -> None:
         sweeps = cache.get(_sweep_key(name))
         if sweeps is None:
             sweeps = baseline_sweep(image)
-            _append(args.cache, {"codec": "baselines", "image": name,
-                                  "settings": SWEEP_SETTINGS, "sweeps": sweeps})
+            _append(
+                args.cache,
+                {"codec": "baselines", "image": name, "settings": SWEEP_SETTINGS, "sweeps": sweeps},
+            )
         for codec in CODECS:
             for r in sweeps[codec]:
                 if args.json:
@@ -519,12 +696,21 @@ def main() -> None:
         for only, preset, f, d, lmbda, distortion, extra in grid:
             if only is not None and only != name:
                 continue
-            key = (name, preset, args.iterations, f, d, lmbda, distortion,
-                   tuple(sorted(extra.items())))
+            key = (
+                name,
+                preset,
+                args.iterations,
+                f,
+                d,
+                lmbda,
+                distortion,
+                tuple(sorted(extra.items())),
+            )
             row = cache.get(key)
             if row is None:
-                row = sgi_point(name, image, folder, preset, args.iterations, f, d, lmbda,
-                                distortion, extra)
+                row = sgi_point(
+                    name, image, folder, preset, args.iterations, f, d, lmbda, distortion, extra
+                )
                 _append(args.cache, row)
             row = dict(row)
             for codec in CODECS:
@@ -533,18 +719,32 @@ def main() -> None:
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
-                print(f"{name:7s} F={feature_cell(row):<6s} d={d:<5g} λ={lam(row):<7s} "
-                      f"{row['bytes']:7d} B "
-                      f"{row['bpp']:6.3f} bpp  PSNR {row['psnr']:6.2f} dB (JPEG "
-                      f"{_fmt(row['psnr_JPEG'])}, J2K {_fmt(row['psnr_JPEG 2000'])}, JXL "
-                      f"{_fmt(row['psnr_JPEG XL'])})  {row['seconds']:.0f} s", flush=True)
+                print(
+                    f"{name:7s} F={feature_cell(row):<6s} d={d:<5g} λ={lam(row):<7s} "
+                    f"{row['bytes']:7d} B "
+                    f"{row['bpp']:6.3f} bpp  PSNR {row['psnr']:6.2f} dB (JPEG "
+                    f"{_fmt(row['psnr_JPEG'])}, J2K {_fmt(row['psnr_JPEG 2000'])}, JXL "
+                    f"{_fmt(row['psnr_JPEG XL'])})  {row['seconds']:.0f} s",
+                    flush=True,
+                )
             if abs(row["psnr"] - row["psnr_encoder"]) > 0.01:
-                print(f"WARNING: {name} F={f} d={d} λ={lam(row)}: decoded PSNR {row['psnr']:.3f} "
-                      f"!= encoder's {row['psnr_encoder']:.3f}", file=sys.stderr, flush=True)
+                print(
+                    f"WARNING: {name} F={f} d={d} λ={lam(row)}: decoded PSNR {row['psnr']:.3f} "
+                    f"!= encoder's {row['psnr_encoder']:.3f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         all_points += points
         all_sweeps[name] = sweeps
-        plot(name, sweeps, points, IMAGES_DIR / f"rd_{name}.png",
-             image.shape[2] if image.ndim == 3 else 1, image.shape[0], args.preset)
+        plot(
+            name,
+            sweeps,
+            points,
+            IMAGES_DIR / f"rd_{name}.png",
+            image.shape[2] if image.ndim == 3 else 1,
+            image.shape[0],
+            args.preset,
+        )
         sections += image_markdown(name, sweeps, points)
     if args.no_record:
         return
@@ -553,21 +753,29 @@ def main() -> None:
     fit_revisions = sorted({r.get("revision", "unknown") for r in all_points})
     fit_seconds = sum(seconds)
     lines = [
-        "## Rate-distortion against JPEG, JPEG 2000 and JPEG XL", "",
+        "## Rate-distortion against JPEG, JPEG 2000 and JPEG XL",
+        "",
         f"Machine: {machine_description()}; revision `{git_revision()}`.",
         f"Command: `{command.strip()}` (napari-sgi fits: {fit_seconds:.0f} s in all; with "
         "`--cache`, points and sweeps measured by earlier runs with the same settings are "
-        "reused).", "",
+        "reused).",
+        "",
         "napari-sgi: preset(s) "
         + ", ".join(f"`{p}`" for p in sorted({r["preset"] for r in all_points}))
         + f" with **{args.iterations} fitting steps**"
-        + (" (the preset has more: these points are below what a full fit reaches)"
-           if any(args.iterations < get_preset(r["preset"]).iterations for r in all_points)
-           else "")
+        + (
+            " (the preset has more: these points are below what a full fit reaches)"
+            if any(args.iterations < get_preset(r["preset"]).iterations for r in all_points)
+            else ""
+        )
         + ", on the CPU, "
         f"{len(all_points)} points, fitted at revision(s) {', '.join(fit_revisions)}"
-        + ("" if fit_revisions == [git_revision()] else
-           ", earlier than this record's (later commits may have changed fit times and results)")
+        + (
+            ""
+            if fit_revisions == [git_revision()]
+            else ", earlier than this record's "
+            "(later commits may have changed fit times and results)"
+        )
         + f". Fits took {min(seconds):.0f}-{max(seconds):.0f} s each on this shared machine, so "
         "the sweep was cut to what its time allowed (without `--points` the script fits F=50 "
         "at 4 λ x 2 densities per image). napari-sgi's size is the "
@@ -578,16 +786,20 @@ def main() -> None:
         "bpp = 8 x bytes / (height x width) over all channels. 16-bit images: JPEG 2000 and "
         "JPEG XL code 16-bit data stretched to 0..65535, JPEG codes 8-bit data stretched to "
         "0..255 (so its error includes that rounding); decoded data is mapped back to the "
-        "original units before measuring.", "",
+        "original units before measuring.",
+        "",
         *sections,
-        "### Analysis", "",
-        *analysis(all_points, all_sweeps), "",
+        "### Analysis",
+        "",
+        *analysis(all_points, all_sweeps),
+        "",
         "Fixed cost of the stored MLP weights (colour MLP F-F-CK, covariance MLP F-F-3K and "
         "context MLP grid-2F-(2(F+4+2K)+3): matrices as int8 rows with a float16 scale per row, "
         "biases float16; K=10, 6 hash-grid levels as chosen for these seed counts), independent "
         "of the image content and of λ:",
         "",
-        *fixed_cost_table(), "",
+        *fixed_cost_table(),
+        "",
         *why_paragraph(),
     ]
     record_section("rd", "\n".join(lines))

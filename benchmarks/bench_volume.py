@@ -66,21 +66,39 @@ SECTIONS = ("throughput", "warm", "memory", "large", "first_chunk")
 # Sizes are as small as still meaningful on 2 shared cores; the whole run takes about 25 minutes.
 FULL = {
     "preset": "fast",
-    "z0": 26, "slices": 8, "crop": None,  # sub-stack z 26..33: nuclei through the whole depth
-    "throughput_iterations": 200, "workers": [1, 2], "throughput_repeats": 3,
-    "memory_depth": 8, "memory_iterations": 4,  # 4 steps reach every level and the rate term
-    "large_size": 4096, "region_size": 1024, "region_margin": 32, "large_iterations": 60,
+    "z0": 26,
+    "slices": 8,
+    "crop": None,  # sub-stack z 26..33: nuclei through the whole depth
+    "throughput_iterations": 200,
+    "workers": [1, 2],
+    "throughput_repeats": 3,
+    "memory_depth": 8,
+    "memory_iterations": 4,  # 4 steps reach every level and the rate term
+    "large_size": 4096,
+    "region_size": 1024,
+    "region_margin": 32,
+    "large_iterations": 60,
     "chunk_repeats": 3,
-    "warm_cold_iterations": [50, 100, 200], "warm_iterations": [25, 50, 100, 200],
+    "warm_cold_iterations": [50, 100, 200],
+    "warm_iterations": [25, 50, 100, 200],
 }
 QUICK = {
     "preset": "fast",
-    "z0": 28, "slices": 2, "crop": 64,
-    "throughput_iterations": 3, "workers": [1, 2], "throughput_repeats": 1,
-    "memory_depth": 2, "memory_iterations": 2,
-    "large_size": 512, "region_size": 256, "region_margin": 32, "large_iterations": 3,
+    "z0": 28,
+    "slices": 2,
+    "crop": 64,
+    "throughput_iterations": 3,
+    "workers": [1, 2],
+    "throughput_repeats": 1,
+    "memory_depth": 2,
+    "memory_iterations": 2,
+    "large_size": 512,
+    "region_size": 256,
+    "region_margin": 32,
+    "large_iterations": 3,
     "chunk_repeats": 1,
-    "warm_cold_iterations": [3, 6], "warm_iterations": [3, 6],
+    "warm_cold_iterations": [3, 6],
+    "warm_iterations": [3, 6],
 }
 # distributed samples every worker's stacks every 10 ms (its dashboard's profile); a variant runs
 # the workers without that sampler to show what it costs a fit
@@ -96,7 +114,7 @@ MOSAIC_OFFSET = 200  # mosaic tile edges fall at 312 and 824 (mod 1024), away fr
 def load_substack(z0: int, depth: int, crop: int | None):
     import tifffile
 
-    stack = tifffile.imread(ZSTACK)[z0:z0 + depth]
+    stack = tifffile.imread(ZSTACK)[z0 : z0 + depth]
     return stack[:, :crop, :crop] if crop else stack
 
 
@@ -124,7 +142,7 @@ def build_mosaic(size: int, seed: int = 0):
 
     n = math.ceil((size + MOSAIC_OFFSET) / 512)
     mosaic = np.block([[tile() for _ in range(n)] for _ in range(n)])
-    out = mosaic[MOSAIC_OFFSET:MOSAIC_OFFSET + size, MOSAIC_OFFSET:MOSAIC_OFFSET + size]
+    out = mosaic[MOSAIC_OFFSET : MOSAIC_OFFSET + size, MOSAIC_OFFSET : MOSAIC_OFFSET + size]
     return np.ascontiguousarray(out)
 
 
@@ -165,8 +183,9 @@ def _warm_up_slice() -> None:
 
     torch.set_num_threads(max(1, int(os.environ.get("NAPARI_SGI_THREADS", "1"))))
     image = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
-    compress_slice(image, get_preset("fast").with_overrides(iterations=2),
-                   ValueRange(0.0, 1023.0, "uint16"))
+    compress_slice(
+        image, get_preset("fast").with_overrides(iterations=2), ValueRange(0.0, 1023.0, "uint16")
+    )
 
 
 def _warm_up_local() -> None:
@@ -199,10 +218,18 @@ def child_compress(args: dict) -> dict:
     from napari_sgi.io.pipeline import compress
 
     workers = args["workers"]
-    fit = {"preset": args["preset"], "iterations": args["iterations"], "device": "cpu",
-           "axes": "ZYX", "resume": False}
-    out = {"workers": workers, "variant": args["variant"],
-           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset").lower()}
+    fit = {
+        "preset": args["preset"],
+        "iterations": args["iterations"],
+        "device": "cpu",
+        "axes": "ZYX",
+        "resume": False,
+    }
+    out = {
+        "workers": workers,
+        "variant": args["variant"],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset").lower(),
+    }
     if workers == 0:
         if args.get("threads"):
             torch.set_num_threads(args["threads"])
@@ -210,8 +237,9 @@ def child_compress(args: dict) -> dict:
         out["threads"] = torch.get_num_threads()
         out["load"] = _load()
         cpu, started = _cpu_s(), time.perf_counter()
-        result = compress(args["input"], args["output"], warm_start=args.get("warm_start", False),
-                          **fit)
+        result = compress(
+            args["input"], args["output"], warm_start=args.get("warm_start", False), **fit
+        )
         out["seconds"] = time.perf_counter() - started
         out["cpu_s"] = out["busiest_cpu_s"] = _cpu_s() - cpu
         out["peak_rss_mib"] = _peak_mib()
@@ -221,9 +249,16 @@ def child_compress(args: dict) -> dict:
         from distributed import Client, LocalCluster
 
         started = time.perf_counter()
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             client.wait_for_workers(workers)
             client.run(_warm_up_slice)
             out["worker_profiler"] = sorted(set(client.run(_profiler_enabled).values()))
@@ -236,15 +271,24 @@ def child_compress(args: dict) -> dict:
             out["seconds"] = time.perf_counter() - started
             main_cpu = _cpu_s() - cpu
             spent = [v - worker_cpu[k] for k, v in client.run(_cpu_s).items()]
-            out.update(main_cpu_s=main_cpu, worker_cpu_s=spent, cpu_s=main_cpu + sum(spent),
-                       busiest_cpu_s=max(spent))
+            out.update(
+                main_cpu_s=main_cpu,
+                worker_cpu_s=spent,
+                cpu_s=main_cpu + sum(spent),
+                busiest_cpu_s=max(spent),
+            )
             tree = [_peak_mib()]
             tree += list(client.run(_peak_mib).values())
             tree += list(client.run(_peak_mib, nanny=True).values())
             out["peak_rss_mib"] = sum(tree)
             out["processes"] = len(tree)
-    out.update(n_slices=result.n_slices, psnr=result.psnr, bytes=result.bytes,
-               slice_psnr=result.slice_psnr, gaussians=result.gaussians)
+    out.update(
+        n_slices=result.n_slices,
+        psnr=result.psnr,
+        bytes=result.bytes,
+        slice_psnr=result.slice_psnr,
+        gaussians=result.gaussians,
+    )
     return out
 
 
@@ -256,10 +300,23 @@ def child_memory(args: dict) -> dict:
     before = _peak_mib()
     load = _load()
     started = time.perf_counter()
-    result = compress(args["input"], args["output"], preset=args["preset"],
-                      iterations=args["iterations"], device="cpu", axes="ZYX", resume=False)
-    return {"depth": result.n_slices, "load": load, "seconds": time.perf_counter() - started,
-            "rss_before_mib": before, "peak_rss_mib": _peak_mib(), "psnr": result.psnr}
+    result = compress(
+        args["input"],
+        args["output"],
+        preset=args["preset"],
+        iterations=args["iterations"],
+        device="cpu",
+        axes="ZYX",
+        resume=False,
+    )
+    return {
+        "depth": result.n_slices,
+        "load": load,
+        "seconds": time.perf_counter() - started,
+        "rss_before_mib": before,
+        "peak_rss_mib": _peak_mib(),
+        "psnr": result.psnr,
+    }
 
 
 def band_masks(size: int, region: int):
@@ -277,8 +334,9 @@ def band_masks(size: int, region: int):
 
     def band(lines):
         # pixel rows/cols [line - half, line + half)
-        hit = ((coords[:, None] >= lines[None, :] - half)
-               & (coords[:, None] < lines[None, :] + half)).any(axis=1)
+        hit = (
+            (coords[:, None] >= lines[None, :] - half) & (coords[:, None] < lines[None, :] + half)
+        ).any(axis=1)
         return hit[:, None] | hit[None, :]
 
     edges = np.concatenate([[0], borders, [size]])
@@ -316,9 +374,15 @@ def child_large(args: dict) -> dict:
     before = _peak_mib()
     load = _load()
     started = time.perf_counter()
-    result = compress(image, args["output"], preset=args["preset"],
-                      iterations=args["iterations"], region_size=region,
-                      region_margin=args["region_margin"], device="cpu")
+    result = compress(
+        image,
+        args["output"],
+        preset=args["preset"],
+        iterations=args["iterations"],
+        region_size=region,
+        region_margin=args["region_margin"],
+        device="cpu",
+    )
     seconds = time.perf_counter() - started
     peak = _peak_mib()
     started = time.perf_counter()
@@ -328,9 +392,15 @@ def child_large(args: dict) -> dict:
     for entry in cut.file.slices:  # the same models cut at the core borders
         entry["blend"] = 0
     out = {
-        "size": size, "regions": len(plan_regions(size, size, region, args["region_margin"])),
-        "load": load, "seconds": seconds, "rss_before_mib": before, "peak_rss_mib": peak,
-        "decode_s": decode_s, "bytes": result.bytes, "encoder_psnr": result.psnr,
+        "size": size,
+        "regions": len(plan_regions(size, size, region, args["region_margin"])),
+        "load": load,
+        "seconds": seconds,
+        "rss_before_mib": before,
+        "peak_rss_mib": peak,
+        "decode_s": decode_s,
+        "bytes": result.bytes,
+        "encoder_psnr": result.psnr,
         "gaussians": result.gaussians,
         "blend": open_sgi(args["output"]).file.blend_width(0),
         "blended": seams(decoded, image, region),
@@ -380,19 +450,34 @@ def child_first_chunk(args: dict) -> dict:
     total = time.perf_counter() - started
     from napari_sgi.io.reader import DECODE_THREADS
 
-    return {"level": level, "shape": list(chunk.shape), "load": load, "cpu_s": _cpu_s() - cpu,
-            "decode_threads": DECODE_THREADS,
-            "import_s": imported, "open_s": opened,
-            "first_chunk_s": total, "peak_rss_mib": _peak_mib()}
+    return {
+        "level": level,
+        "shape": list(chunk.shape),
+        "load": load,
+        "cpu_s": _cpu_s() - cpu,
+        "decode_threads": DECODE_THREADS,
+        "import_s": imported,
+        "open_s": opened,
+        "first_chunk_s": total,
+        "peak_rss_mib": _peak_mib(),
+    }
 
 
-CHILDREN = {"compress": child_compress, "memory": child_memory, "large": child_large,
-            "first_chunk": child_first_chunk}
+CHILDREN = {
+    "compress": child_compress,
+    "memory": child_memory,
+    "large": child_large,
+    "first_chunk": child_first_chunk,
+}
 
 
 def run_child(name: str, args: dict, env: dict | None = None) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", name, json.dumps(args)],
-                         capture_output=True, text=True, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-4000:])
         raise RuntimeError(f"child {name} {args} failed with status {out.returncode}")
@@ -427,24 +512,39 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
     each run's figures are those of its median-time repeat."""
     stack = load_substack(cfg["z0"], cfg["slices"], cfg["crop"])
     source = write_tiff(work / "substack.tif", stack)
-    runs = [({"workers": 0, "variant": "shipped"}, None),
-            ({"workers": 0, "variant": "one_thread", "threads": 1}, None)]
+    runs = [
+        ({"workers": 0, "variant": "shipped"}, None),
+        ({"workers": 0, "variant": "one_thread", "threads": 1}, None),
+    ]
     runs += [({"workers": n, "variant": f"workers{n}"}, None) for n in cfg["workers"]]
-    runs += [({"workers": n, "variant": f"workers{n}-noprofile"}, NO_PROFILER)
-             for n in cfg["workers"]]
+    runs += [
+        ({"workers": n, "variant": f"workers{n}-noprofile"}, NO_PROFILER) for n in cfg["workers"]
+    ]
     repeats: list[list[dict]] = [[] for _ in runs]
     for repeat in range(cfg["throughput_repeats"]):
         for number, (extra, env) in enumerate(runs):
-            row = run_child("compress", {"input": str(source), "preset": cfg["preset"],
-                                         "output": str(work / f"tp{number}-{repeat}.sgi"),
-                                         "iterations": cfg["throughput_iterations"], **extra}, env)
+            row = run_child(
+                "compress",
+                {
+                    "input": str(source),
+                    "preset": cfg["preset"],
+                    "output": str(work / f"tp{number}-{repeat}.sgi"),
+                    "iterations": cfg["throughput_iterations"],
+                    **extra,
+                },
+                env,
+            )
             row["slices_per_min"] = 60 * row["n_slices"] / row["seconds"]
             repeats[number].append(row)
-            say("throughput", row, f"{_run_name(row):45s} {row['n_slices']} slices in "
+            say(
+                "throughput",
+                row,
+                f"{_run_name(row):45s} {row['n_slices']} slices in "
                 f"{row['seconds']:6.1f} s = {row['slices_per_min']:5.2f} slices/min, CPU "
                 f"{row['cpu_s']:.1f} s (busiest process {row['busiest_cpu_s']:.1f} s), PSNR "
                 f"{_mean_psnr(row):.2f} dB, peak RSS {row['peak_rss_mib']:.0f} MiB, "
-                f"load {row['load']}")
+                f"load {row['load']}",
+            )
     rows = []
     # The same fit gives the same PSNR every time: a difference means the code changed under a
     # running benchmark (a shared checkout), and the table says so.
@@ -455,8 +555,11 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
         rows.append(row)
     ratios = {}
     for suffix in ("", "-noprofile"):
-        by_workers = {r["workers"]: r for r in rows
-                      if r["workers"] and r["variant"] == f"workers{r['workers']}{suffix}"}
+        by_workers = {
+            r["workers"]: r
+            for r in rows
+            if r["workers"] and r["variant"] == f"workers{r['workers']}{suffix}"
+        }
         if 1 not in by_workers or 2 not in by_workers:
             continue
         one, two = by_workers[1], by_workers[2]
@@ -464,16 +567,30 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
         for row in [one, two] + ([r for r in rows if not r["workers"]] if not suffix else []):
             row["vs_one_worker"] = one["seconds"] / row["seconds"]
         # on a dedicated core per worker, a run takes about its busiest worker's CPU time
-        ratios[suffix] = (one["seconds"] / two["seconds"],
-                          one["busiest_cpu_s"] / two["busiest_cpu_s"])
+        ratios[suffix] = (
+            one["seconds"] / two["seconds"],
+            one["busiest_cpu_s"] / two["busiest_cpu_s"],
+        )
         wall, cpu = ratios[suffix]
-        say("throughput", {"variant": suffix or "default", "speedup_2_vs_1": wall,
-                           "projected_speedup_2_vs_1": cpu},
+        say(
+            "throughput",
+            {
+                "variant": suffix or "default",
+                "speedup_2_vs_1": wall,
+                "projected_speedup_2_vs_1": cpu,
+            },
             f"2 workers vs 1{suffix and ', profiler off'} (medians): {wall:.2f}x wall clock; "
-            f"{cpu:.2f}x from the busiest worker's CPU time (a dedicated core per worker)")
+            f"{cpu:.2f}x from the busiest worker's CPU time (a dedicated core per worker)",
+        )
     speedup, projected = ratios.get("", (None, None))
-    return {"rows": rows, "speedup": speedup, "projected": projected, "ratios": ratios,
-            "shape": list(stack.shape), "mixed": mixed}
+    return {
+        "rows": rows,
+        "speedup": speedup,
+        "projected": projected,
+        "ratios": ratios,
+        "shape": list(stack.shape),
+        "mixed": mixed,
+    }
 
 
 def section_warm(cfg: dict, work: Path, say, reuse: dict | None) -> dict:
@@ -488,23 +605,43 @@ def section_warm(cfg: dict, work: Path, say, reuse: dict | None) -> dict:
             if reused:
                 row = dict(reuse)
             else:
-                row = run_child("compress", {"input": str(source), "workers": 0,
-                                             "output": str(work / f"warm{warm}{iterations}.sgi"),
-                                             "preset": cfg["preset"], "iterations": iterations,
-                                             "warm_start": warm, "variant": "shipped"})
-            row.update(warm_start=warm, iterations=iterations, mean_psnr=_mean_psnr(row),
-                       reused=reused)
+                row = run_child(
+                    "compress",
+                    {
+                        "input": str(source),
+                        "workers": 0,
+                        "output": str(work / f"warm{warm}{iterations}.sgi"),
+                        "preset": cfg["preset"],
+                        "iterations": iterations,
+                        "warm_start": warm,
+                        "variant": "shipped",
+                    },
+                )
+            row.update(
+                warm_start=warm, iterations=iterations, mean_psnr=_mean_psnr(row), reused=reused
+            )
             rows.append(row)
-            say("warm", row, f"{'warm' if warm else 'cold'} {iterations:4d} steps: "
+            say(
+                "warm",
+                row,
+                f"{'warm' if warm else 'cold'} {iterations:4d} steps: "
                 f"{row['seconds']:6.1f} s, mean PSNR {row['mean_psnr']:.2f} dB, "
-                f"{row['bytes']} bytes (load {row['load']}{', reused' if reused else ''})")
+                f"{row['bytes']} bytes (load {row['load']}{', reused' if reused else ''})",
+            )
     matches = equal_quality(rows)
     for m in matches:
-        say("warm", m, f"cold {m['cold_iterations']} steps ({m['cold_psnr']:.2f} dB, "
-            f"{m['cold_s']:.1f} s) = " + (
+        say(
+            "warm",
+            m,
+            f"cold {m['cold_iterations']} steps ({m['cold_psnr']:.2f} dB, "
+            f"{m['cold_s']:.1f} s) = "
+            + (
                 f"warm at {'<=' if m['upper_bound'] else '~'}{m['warm_iterations']:.0f} steps, "
                 f"{m['warm_s']:.1f} s: {m['saved_s']:.1f} s saved ({m['saved_fraction']:.0%})"
-                if m["warm_iterations"] is not None else "not reached by the warm runs"))
+                if m["warm_iterations"] is not None
+                else "not reached by the warm runs"
+            ),
+        )
     return {"rows": rows, "matches": matches}
 
 
@@ -523,17 +660,28 @@ def equal_quality(rows: list[dict]) -> list[dict]:
             else:
                 t = (target - a["mean_psnr"]) / (b["mean_psnr"] - a["mean_psnr"])
                 log_a, log_b = math.log(a["iterations"]), math.log(b["iterations"])
-                match = (math.exp(log_a + t * (log_b - log_a)),
-                         a["seconds"] + t * (b["seconds"] - a["seconds"]))
+                match = (
+                    math.exp(log_a + t * (log_b - log_a)),
+                    a["seconds"] + t * (b["seconds"] - a["seconds"]),
+                )
             break
-        entry = {"cold_iterations": cold["iterations"], "cold_psnr": target,
-                 "cold_s": cold["seconds"], "warm_iterations": None, "warm_s": None,
-                 "saved_s": None, "saved_fraction": None,
-                 "upper_bound": bool(match and match[0] == warm[0]["iterations"])}
+        entry = {
+            "cold_iterations": cold["iterations"],
+            "cold_psnr": target,
+            "cold_s": cold["seconds"],
+            "warm_iterations": None,
+            "warm_s": None,
+            "saved_s": None,
+            "saved_fraction": None,
+            "upper_bound": bool(match and match[0] == warm[0]["iterations"]),
+        }
         if match is not None:
-            entry.update(warm_iterations=match[0], warm_s=match[1],
-                         saved_s=cold["seconds"] - match[1],
-                         saved_fraction=1 - match[1] / cold["seconds"])
+            entry.update(
+                warm_iterations=match[0],
+                warm_s=match[1],
+                saved_s=cold["seconds"] - match[1],
+                saved_fraction=1 - match[1] / cold["seconds"],
+            )
         out.append(entry)
     return out
 
@@ -544,58 +692,110 @@ def section_memory(cfg: dict, work: Path, say) -> dict:
     sub = load_substack(cfg["z0"], cfg["memory_depth"], cfg["crop"])
     mirrored = np.concatenate([sub, sub[::-1]])  # continuous in z
     rows = []
-    for name, stack in (("D", sub), ("4D", np.tile(mirrored, (2, 1, 1))),
-                        ("16D", np.tile(mirrored, (8, 1, 1)))):
+    for name, stack in (
+        ("D", sub),
+        ("4D", np.tile(mirrored, (2, 1, 1))),
+        ("16D", np.tile(mirrored, (8, 1, 1))),
+    ):
         source = write_tiff(work / f"memory{name}.tif", stack)
-        row = run_child("memory", {"input": str(source), "output": str(work / f"mem{name}.sgi"),
-                                   "preset": cfg["preset"], "iterations": cfg["memory_iterations"]})
+        row = run_child(
+            "memory",
+            {
+                "input": str(source),
+                "output": str(work / f"mem{name}.sgi"),
+                "preset": cfg["preset"],
+                "iterations": cfg["memory_iterations"],
+            },
+        )
         rows.append(row)
-        say("memory", row, f"depth {row['depth']:3d}: peak RSS {row['peak_rss_mib']:.0f} MiB "
+        say(
+            "memory",
+            row,
+            f"depth {row['depth']:3d}: peak RSS {row['peak_rss_mib']:.0f} MiB "
             f"(before compress {row['rss_before_mib']:.0f} MiB), {row['seconds']:.1f} s "
-            f"(load {row['load']})")
+            f"(load {row['load']})",
+        )
     growth = rows[1]["peak_rss_mib"] - rows[0]["peak_rss_mib"]
     growth16 = rows[2]["peak_rss_mib"] - rows[0]["peak_rss_mib"]
-    say("memory", {"growth_mib": growth, "growth_16_mib": growth16},
-        f"growth from D to 4D: {growth:+.0f} MiB; to 16D: {growth16:+.0f} MiB")
-    return {"rows": rows, "growth": growth, "growth16": growth16,
-            "slice_shape": list(sub.shape[1:])}
+    say(
+        "memory",
+        {"growth_mib": growth, "growth_16_mib": growth16},
+        f"growth from D to 4D: {growth:+.0f} MiB; to 16D: {growth16:+.0f} MiB",
+    )
+    return {
+        "rows": rows,
+        "growth": growth,
+        "growth16": growth16,
+        "slice_shape": list(sub.shape[1:]),
+    }
 
 
 def section_large(cfg: dict, path: Path, say) -> dict:
-    row = run_child("large", {"output": str(path), "size": cfg["large_size"],
-                              "region_size": cfg["region_size"],
-                              "region_margin": cfg["region_margin"], "preset": cfg["preset"],
-                              "iterations": cfg["large_iterations"]})
-    say("large", row, f"{row['size']}x{row['size']} in {row['regions']} regions: "
+    row = run_child(
+        "large",
+        {
+            "output": str(path),
+            "size": cfg["large_size"],
+            "region_size": cfg["region_size"],
+            "region_margin": cfg["region_margin"],
+            "preset": cfg["preset"],
+            "iterations": cfg["large_iterations"],
+        },
+    )
+    say(
+        "large",
+        row,
+        f"{row['size']}x{row['size']} in {row['regions']} regions: "
         f"{row['seconds']:.0f} s, peak RSS {row['peak_rss_mib']:.0f} MiB (load {row['load']}); "
-        f"encoder PSNR {row['encoder_psnr']:.2f} dB; decode {row['decode_s']:.1f} s")
+        f"encoder PSNR {row['encoder_psnr']:.2f} dB; decode {row['decode_s']:.1f} s",
+    )
     for name in ("blended", "cut"):
         q = row[name]
-        say("large", q, f"  {name:8s} PSNR {q['psnr']:.2f} dB: border band "
+        say(
+            "large",
+            q,
+            f"  {name:8s} PSNR {q['psnr']:.2f} dB: border band "
             f"{q['psnr_border_band']:.2f}, control band {q['psnr_control_band']:.2f}, interior "
             f"{q['psnr_interior']:.2f}; jump ratio border {q['jump_ratio_border']:.3f} vs control "
-            f"{q['jump_ratio_control']:.3f}")
+            f"{q['jump_ratio_control']:.3f}",
+        )
     return {"row": row, "path": str(path)}
 
 
 def section_first_chunk(cfg: dict, path: str, say) -> list[dict]:
     rows = []
-    for name, level, dask_warm in (("level0", "level0", False), ("coarsest", "coarsest", False),
-                                   ("coarsest, dask warmed", "coarsest", True)):
-        runs = [run_child("first_chunk", {"input": path, "level": level, "dask_warm": dask_warm})
-                for _ in range(cfg["chunk_repeats"])]
-        row = {key: statistics.median(r[key] for r in runs)
-               for key in ("first_chunk_s", "open_s", "import_s", "peak_rss_mib", "cpu_s")}
-        row.update(name=name, level=runs[0]["level"], shape=runs[0]["shape"],
-                   decode_threads=runs[0]["decode_threads"],
-                   loads=[r["load"] for r in runs], runs=[r["first_chunk_s"] for r in runs])
+    for name, level, dask_warm in (
+        ("level0", "level0", False),
+        ("coarsest", "coarsest", False),
+        ("coarsest, dask warmed", "coarsest", True),
+    ):
+        runs = [
+            run_child("first_chunk", {"input": path, "level": level, "dask_warm": dask_warm})
+            for _ in range(cfg["chunk_repeats"])
+        ]
+        row = {
+            key: statistics.median(r[key] for r in runs)
+            for key in ("first_chunk_s", "open_s", "import_s", "peak_rss_mib", "cpu_s")
+        }
+        row.update(
+            name=name,
+            level=runs[0]["level"],
+            shape=runs[0]["shape"],
+            decode_threads=runs[0]["decode_threads"],
+            loads=[r["load"] for r in runs],
+            runs=[r["first_chunk_s"] for r in runs],
+        )
         rows.append(row)
         shape = "x".join(map(str, row["shape"]))
-        say("first_chunk", row, f"{name:8s} (level {row['level']}, chunk {shape}): open + "
+        say(
+            "first_chunk",
+            row,
+            f"{name:8s} (level {row['level']}, chunk {shape}): open + "
             f"render {row['first_chunk_s']:.2f} s, CPU {row['cpu_s']:.2f} s (open "
             f"{row['open_s']:.3f} s; imports before "
             f"it {row['import_s']:.1f} s), median of {len(runs)} fresh processes "
-            f"(loads {row['loads']})")
+            f"(loads {row['loads']})",
+        )
     return rows
 
 
@@ -605,15 +805,18 @@ def section_first_chunk(cfg: dict, path: str, say) -> list[dict]:
 def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
     tp, warm, mem, large, chunk = (results[s] for s in SECTIONS)
     lines = [
-        "## Stacks and large slices (issue: volume)", "",
+        "## Stacks and large slices (issue: volume)",
+        "",
         f"Machine: {machine_description()}, shared with other sessions (the load column is the "
         f"1-minute load average just before each measurement). Revision `{git_revision()}`. "
-        f"Command: `{command}` ({minutes:.0f} min in all).", "",
+        f"Command: `{command}` ({minutes:.0f} min in all).",
+        "",
         f"Data: the z-stack `{ZSTACK.name}` (60x256x256 uint16) and `{NUCLEI.name}` (512x512). "
         f"Preset `{cfg['preset']}` with short fits (step counts given) to keep the whole run under "
         "about 25 minutes; every measurement is its own process, which imports napari_sgi before "
         "torch (so its `OMP_WAIT_POLICY=PASSIVE` default applies) and warms up what a fit uses "
-        "before the timer. Peak RSS is `ru_maxrss`.", "",
+        "before the timer. Peak RSS is `ru_maxrss`.",
+        "",
     ]
     if autogroup_enabled():
         lines += [
@@ -621,7 +824,9 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
             "each session gets an equal share of the 2 cores however many threads it runs, so with "
             "other sessions busy a second worker cannot get a second core, and OpenMP threads that "
             "spin while they wait burn the session's share. Wall-clock speed-ups here are bounded "
-            "by that; CPU seconds are not.", ""]
+            "by that; CPU seconds are not.",
+            "",
+        ]
     lines += [
         f"### Throughput: {tp['shape'][0]} slices {tp['shape'][1]}x{tp['shape'][2]} "
         f"(z {cfg['z0']}..{cfg['z0'] + cfg['slices'] - 1}), {cfg['throughput_iterations']} steps",
@@ -633,81 +838,120 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
         "started and warmed up before the timer. CPU: user + system seconds of the call in every "
         "process (busiest: the worker, or the process, that spent most). Peak RSS of a cluster "
         f"run sums the main process, the workers and the nannies. Each run "
-        f"{cfg['throughput_repeats']} times, round robin; figures of the median-time repeat.", "",
+        f"{cfg['throughput_repeats']} times, round robin; figures of the median-time repeat.",
+        "",
         "| run | loads | times (s) | median (s) | slices/min | vs 1 worker | CPU (s) | "
         "CPU per slice (s) | busiest (s) | mean PSNR (dB) | peak RSS (MiB) |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in tp["rows"]:
         speed = f"{r['vs_one_worker']:.2f}x" if "vs_one_worker" in r else "-"
-        lines.append(f"| {_run_name(r)} | {', '.join(f'{x:.1f}' for x in r['loads'])} | "
-                     f"{', '.join(f'{x:.1f}' for x in r['runs_s'])} | {r['seconds']:.1f} | "
-                     f"{r['slices_per_min']:.2f} | {speed} | {r['cpu_s']:.1f} | "
-                     f"{r['cpu_s'] / r['n_slices']:.2f} | "
-                     f"{r['busiest_cpu_s']:.1f} | {_mean_psnr(r):.2f} | {r['peak_rss_mib']:.0f} |")
+        lines.append(
+            f"| {_run_name(r)} | {', '.join(f'{x:.1f}' for x in r['loads'])} | "
+            f"{', '.join(f'{x:.1f}' for x in r['runs_s'])} | {r['seconds']:.1f} | "
+            f"{r['slices_per_min']:.2f} | {speed} | {r['cpu_s']:.1f} | "
+            f"{r['cpu_s'] / r['n_slices']:.2f} | "
+            f"{r['busiest_cpu_s']:.1f} | {_mean_psnr(r):.2f} | {r['peak_rss_mib']:.0f} |"
+        )
     if tp["mixed"]:
-        lines += ["", "**Warning**: the repeats' PSNRs differ, so the code changed while this ran "
-                  "(another commit in the shared checkout); rows may compare different code."]
+        lines += [
+            "",
+            "**Warning**: the repeats' PSNRs differ, so the code changed while this ran "
+            "(another commit in the shared checkout); rows may compare different code.",
+        ]
     if tp["speedup"]:
-        lines += ["", f"Target: at least 1.7x with 2 workers on 2 cores. Measured "
-                  f"**{tp['speedup']:.2f}x** wall clock (medians) on the shared machine; "
-                  f"**{tp['projected']:.2f}x** projected for a dedicated core per worker (1 "
-                  "worker's CPU seconds over the busiest of 2 workers')."]
+        lines += [
+            "",
+            f"Target: at least 1.7x with 2 workers on 2 cores. Measured "
+            f"**{tp['speedup']:.2f}x** wall clock (medians) on the shared machine; "
+            f"**{tp['projected']:.2f}x** projected for a dedicated core per worker (1 "
+            "worker's CPU seconds over the busiest of 2 workers').",
+        ]
     if "-noprofile" in tp["ratios"]:
         wall, cpu = tp["ratios"]["-noprofile"]
-        lines += ["", "Profiler off: the workers run without distributed's statistical profiler "
-                  "(`distributed.worker.profile.enabled: false`, here through "
-                  "`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`), which otherwise samples "
-                  f"every worker's stacks every 10 ms: {wall:.2f}x wall clock, {cpu:.2f}x from "
-                  "CPU seconds."]
+        lines += [
+            "",
+            "Profiler off: the workers run without distributed's statistical profiler "
+            "(`distributed.worker.profile.enabled: false`, here through "
+            "`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`), which otherwise samples "
+            f"every worker's stacks every 10 ms: {wall:.2f}x wall clock, {cpu:.2f}x from "
+            "CPU seconds.",
+        ]
     lines.append("")
 
     lines += [
-        f"### Warm start: {cfg['slices']} consecutive slices (z {cfg['z0']}..)", "",
+        f"### Warm start: {cfg['slices']} consecutive slices (z {cfg['z0']}..)",
+        "",
         "Cold: every slice fitted from scratch over the pyramid. Warm: each slice after the first "
         "starts from the previous slice's decoded model, full resolution only, for 40% of the "
         "steps. In-process, as shipped"
-        + (f"; the cold run at {cfg['throughput_iterations']} steps is the throughput section's."
-           if any(w["reused"] for w in warm["rows"]) else "."), "",
+        + (
+            f"; the cold run at {cfg['throughput_iterations']} steps is the throughput section's."
+            if any(w["reused"] for w in warm["rows"])
+            else "."
+        ),
+        "",
         "| start | steps | load | time (s) | mean PSNR (dB) | bytes |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for w in warm["rows"]:
-        lines.append(f"| {'warm' if w['warm_start'] else 'cold'} | {w['iterations']} | "
-                     f"{w['load']:.2f} | {w['seconds']:.1f} | {w['mean_psnr']:.2f} | "
-                     f"{w['bytes']:,} |")
-    lines += ["", "Equal quality (warm steps and time interpolated in log(steps) between warm "
-              "runs; <= where the fewest warm steps measured already match):", "",
-              "| cold steps | cold PSNR (dB) | cold time (s) | warm steps for that PSNR | "
-              "warm time (s) | time saved |", "|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {'warm' if w['warm_start'] else 'cold'} | {w['iterations']} | "
+            f"{w['load']:.2f} | {w['seconds']:.1f} | {w['mean_psnr']:.2f} | "
+            f"{w['bytes']:,} |"
+        )
+    lines += [
+        "",
+        "Equal quality (warm steps and time interpolated in log(steps) between warm "
+        "runs; <= where the fewest warm steps measured already match):",
+        "",
+        "| cold steps | cold PSNR (dB) | cold time (s) | warm steps for that PSNR | "
+        "warm time (s) | time saved |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for m in warm["matches"]:
         if m["warm_iterations"] is None:
-            lines.append(f"| {m['cold_iterations']} | {m['cold_psnr']:.2f} | {m['cold_s']:.1f} | "
-                         "not reached | - | - |")
+            lines.append(
+                f"| {m['cold_iterations']} | {m['cold_psnr']:.2f} | {m['cold_s']:.1f} | "
+                "not reached | - | - |"
+            )
         else:
             bound = "<= " if m["upper_bound"] else "~"
-            lines.append(f"| {m['cold_iterations']} | {m['cold_psnr']:.2f} | {m['cold_s']:.1f} | "
-                         f"{bound}{m['warm_iterations']:.0f} | {m['warm_s']:.1f} | "
-                         f"{m['saved_fraction']:.0%} |")
+            lines.append(
+                f"| {m['cold_iterations']} | {m['cold_psnr']:.2f} | {m['cold_s']:.1f} | "
+                f"{bound}{m['warm_iterations']:.0f} | {m['warm_s']:.1f} | "
+                f"{m['saved_fraction']:.0%} |"
+            )
     lines.append("")
 
-    lines += [f"### Peak memory against depth: slices {mem['slice_shape'][0]}x"
-              f"{mem['slice_shape'][1]}, {cfg['memory_iterations']} steps", "",
-              f"In-process compression of a TIFF of depth D = {cfg['memory_depth']} (z "
-              f"{cfg['z0']}..), of the same slices four times over (4D, mirrored in z) and, to "
-              "show a trend, sixteen times over (16D); identical settings. 'Before' is the RSS "
-              "after imports and warm-up.", "",
-              "| depth | load | time (s) | RSS before (MiB) | peak RSS (MiB) |",
-              "|---:|---:|---:|---:|---:|"]
+    lines += [
+        f"### Peak memory against depth: slices {mem['slice_shape'][0]}x"
+        f"{mem['slice_shape'][1]}, {cfg['memory_iterations']} steps",
+        "",
+        f"In-process compression of a TIFF of depth D = {cfg['memory_depth']} (z "
+        f"{cfg['z0']}..), of the same slices four times over (4D, mirrored in z) and, to "
+        "show a trend, sixteen times over (16D); identical settings. 'Before' is the RSS "
+        "after imports and warm-up.",
+        "",
+        "| depth | load | time (s) | RSS before (MiB) | peak RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for r in mem["rows"]:
-        lines.append(f"| {r['depth']} | {r['load']:.2f} | {r['seconds']:.1f} | "
-                     f"{r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
-    lines += ["", f"Target: no growth with depth; measured {mem['growth']:+.0f} MiB from D to 4D "
-              f"({mem['growth16']:+.0f} MiB from D to 16D).", ""]
+        lines.append(
+            f"| {r['depth']} | {r['load']:.2f} | {r['seconds']:.1f} | "
+            f"{r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Target: no growth with depth; measured {mem['growth']:+.0f} MiB from D to 4D "
+        f"({mem['growth16']:+.0f} MiB from D to 16D).",
+        "",
+    ]
 
     r = large["row"]
     lines += [
-        f"### A {r['size']}x{r['size']} slice, region by region", "",
+        f"### A {r['size']}x{r['size']} slice, region by region",
+        "",
         "A uint16 mosaic of 512x512 real tiles (the 2D nuclei image scaled to the stack's "
         "contrast, or 2x2 z-slices; random flips and rotations; tile edges away from region "
         f"borders), `region_size={cfg['region_size']}`, `region_margin={cfg['region_margin']}`: "
@@ -721,7 +965,8 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
         "original (a seam shows as a ratio above the control's). Blended: the file as written, "
         f"regions blended with {r['blend']}-pixel linear ramps across the core borders (the "
         "pixels the encoder measured). Cut: the same models, each kept to its core (how files "
-        "were decoded before blending).", "",
+        "were decoded before blending).",
+        "",
         "| decode | load | time (s) | peak RSS (MiB) | PSNR all | border band | control band | "
         "interior | jump ratio border | jump ratio control |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -732,15 +977,19 @@ def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
             f"| {name} | {r['load']:.2f} | {r['seconds']:.0f} | {r['peak_rss_mib']:.0f} | "
             f"{q['psnr']:.2f} | {q['psnr_border_band']:.2f} | {q['psnr_control_band']:.2f} | "
             f"{q['psnr_interior']:.2f} | {q['jump_ratio_border']:.3f} | "
-            f"{q['jump_ratio_control']:.3f} |")
+            f"{q['jump_ratio_control']:.3f} |"
+        )
     q, c = r["blended"], r["cut"]
     lines += [
-        "", f"Blended: border band {q['psnr_border_band'] - q['psnr_control_band']:+.2f} dB "
+        "",
+        f"Blended: border band {q['psnr_border_band'] - q['psnr_control_band']:+.2f} dB "
         "against the control band, jump across borders "
         f"{q['jump_ratio_border'] / q['jump_ratio_control']:.1f}x the control's. Cut: "
         f"{c['psnr_border_band'] - c['psnr_control_band']:+.2f} dB, "
-        f"{c['jump_ratio_border'] / c['jump_ratio_control']:.1f}x.", "",
-        f"Target: peak RSS under 4 GiB; measured {r['peak_rss_mib'] / 1024:.2f} GiB.", "",
+        f"{c['jump_ratio_border'] / c['jump_ratio_control']:.1f}x.",
+        "",
+        f"Target: peak RSS under 4 GiB; measured {r['peak_rss_mib'] / 1024:.2f} GiB.",
+        "",
     ]
 
     lines += first_chunk_markdown(cfg, chunk)
@@ -757,7 +1006,9 @@ def first_chunk_markdown(cfg: dict, chunk: list[dict], command: str | None = Non
     if command:
         lines += [
             f"Re-measured on its own at revision `{git_revision()}`: `{command}`, on a file "
-            "written by the section above's settings (the same slice, Gaussians and bytes).", ""]
+            "written by the section above's settings (the same slice, Gaussians and bytes).",
+            "",
+        ]
     lines += [
         "A fresh process imports `napari_sgi.io.reader`, then times `open_sgi(path)` and "
         "`levels[k][:512, :512].compute()` (nothing cached in the process; the file in the OS "
@@ -768,17 +1019,24 @@ def first_chunk_markdown(cfg: dict, chunk: list[dict], command: str | None = Non
         "warmed': a first `dask.array` compute ran before the timer (dask's first compute "
         "imports `distributed` to look for a client: "
         f"{chunk[1]['first_chunk_s'] - chunk[2]['first_chunk_s']:.2f} s between the medians "
-        "here).", "",
+        "here).",
+        "",
         "| chunk | loads | import (s) | open (s) | open + first chunk (s) | CPU (s) | runs (s) |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for c in chunk:
-        lines.append(f"| {c['name']} (level {c['level']}, {'x'.join(map(str, c['shape']))}) | "
-                     f"{', '.join(f'{x:.2f}' for x in c['loads'])} | "
-                     f"{c['import_s']:.1f} | {c['open_s']:.3f} | {c['first_chunk_s']:.2f} | "
-                     f"{c['cpu_s']:.2f} | {', '.join(f'{x:.2f}' for x in c['runs'])} |")
-    lines += ["", "Target: under 1 s; measured " + ", ".join(
-        f"{c['first_chunk_s']:.2f} s ({c['name']})" for c in chunk) + "."]
+        lines.append(
+            f"| {c['name']} (level {c['level']}, {'x'.join(map(str, c['shape']))}) | "
+            f"{', '.join(f'{x:.2f}' for x in c['loads'])} | "
+            f"{c['import_s']:.1f} | {c['open_s']:.3f} | {c['first_chunk_s']:.2f} | "
+            f"{c['cpu_s']:.2f} | {', '.join(f'{x:.2f}' for x in c['runs'])} |"
+        )
+    lines += [
+        "",
+        "Target: under 1 s; measured "
+        + ", ".join(f"{c['first_chunk_s']:.2f} s ({c['name']})" for c in chunk)
+        + ".",
+    ]
     return lines
 
 
@@ -794,16 +1052,24 @@ def record_first_chunk(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run, records nothing")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--no-record", action="store_true")
-    parser.add_argument("--large-file", type=Path, help="where section large writes its file (kept "
-                        "after the run); first_chunk alone reads an existing one from there")
-    parser.add_argument("--record-first-chunk", action="store_true",
-                        help="with --only first_chunk: replace only that table in the record")
+    parser.add_argument(
+        "--large-file",
+        type=Path,
+        help="where section large writes its file (kept "
+        "after the run); first_chunk alone reads an existing one from there",
+    )
+    parser.add_argument(
+        "--record-first-chunk",
+        action="store_true",
+        help="with --only first_chunk: replace only that table in the record",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -811,16 +1077,21 @@ def main() -> None:
         return
     cfg = QUICK if args.quick else FULL
     sections = args.only or list(SECTIONS)
-    if "first_chunk" in sections and "large" not in sections and not (
-            args.large_file and args.large_file.exists()):
+    if (
+        "first_chunk" in sections
+        and "large" not in sections
+        and not (args.large_file and args.large_file.exists())
+    ):
         parser.error("first_chunk needs the file that the section large writes (or --large-file)")
 
     if args.record_first_chunk and (sections != ["first_chunk"] or args.quick):
         parser.error("--record-first-chunk goes with --only first_chunk (and no --quick)")
 
     def say(section: str, row: dict, text: str) -> None:
-        print(json.dumps({"section": section, **row}) if args.json else f"[{section}] {text}",
-              flush=True)
+        print(
+            json.dumps({"section": section, **row}) if args.json else f"[{section}] {text}",
+            flush=True,
+        )
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_volume_") as folder:
@@ -828,8 +1099,14 @@ def main() -> None:
         if "throughput" in sections:
             results["throughput"] = section_throughput(cfg, work, say)
         if "warm" in sections:
-            reuse = next((r for r in results.get("throughput", {}).get("rows", [])
-                          if r["variant"] == "shipped"), None)
+            reuse = next(
+                (
+                    r
+                    for r in results.get("throughput", {}).get("rows", [])
+                    if r["variant"] == "shipped"
+                ),
+                None,
+            )
             results["warm"] = section_warm(cfg, work, say, reuse)
         if "memory" in sections:
             results["memory"] = section_memory(cfg, work, say)

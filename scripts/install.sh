@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything napari-sgi needs on a fresh Debian/Ubuntu machine: the Debian packages for
 # compiling (g++, ninja for torchac) and for Qt under Xvfb, then a virtual environment in .venv with
-# the CPU build of torch and napari-sgi with all its extras. Safe to run again.
+# the exact versions of requirements.lock (the CPU build of torch among them) and napari-sgi with
+# all its extras. Safe to run again. Refresh the lock with scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +24,12 @@ fi
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# torch first, pinned: an unpinned torch (also one asked for by another package) pulls CUDA builds.
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[all,testing]"
+.venv/bin/python -m pip install -q -r scripts/lock-tools.txt
+# Exactly the versions of requirements.lock (torch's CPU build included), and nothing they do not
+# name: --no-deps, so that a lock missing a package fails `pip check` instead of pip fetching
+# whatever the registry serves that day. napari-sgi itself builds with the lock's setuptools.
+.venv/bin/python -m pip install -q --no-deps -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # torchac compiles its C++ coder on first import (into a folder of this environment's own); do it
 # now, once, rather than inside the first compression or test.
 .venv/bin/python -c "from napari_sgi.core.coding import _backend; _backend()"

@@ -73,7 +73,7 @@ def screenshots(iterations: int, tmp: Path) -> None:
     data_dir = ROOT / "src" / "napari_sgi" / "data"
     viewer = napari.Viewer(show=True, title="napari-sgi")
     viewer.window._qt_window.resize(*WINDOW)
-    (nuclei, meta, _), = sample_fluorescence()
+    ((nuclei, meta, _),) = sample_fluorescence()
     viewer.add_image(nuclei, **meta)
     _, widget = viewer.window.add_plugin_dock_widget("napari-sgi", WIDGET_NAME)
     widget.set_layer(viewer.layers[0])
@@ -82,8 +82,9 @@ def screenshots(iterations: int, tmp: Path) -> None:
 
     # Side by side: a 256x256 crop, original | decoded | difference, linked cameras.
     viewer.layers.clear()
-    crop = viewer.add_image(nuclei[128:384, 128:384], name="nuclei",
-                            contrast_limits=meta["contrast_limits"])
+    crop = viewer.add_image(
+        nuclei[128:384, 128:384], name="nuclei", contrast_limits=meta["contrast_limits"]
+    )
     widget.show_advanced.value = False
     widget.difference.value = True
     _compress_in_widget(widget, crop, tmp / "nuclei.sgi", iterations)
@@ -94,8 +95,13 @@ def screenshots(iterations: int, tmp: Path) -> None:
     viewer.layers.clear()
     viewer.canvas.grid.enabled = False
     stack = tifffile.imread(data_dir / "nuclei_zstack.tif")[4:10]
-    layer = viewer.add_image(stack, name="nuclei z-stack", colormap="green",
-                             scale=(0.29, 0.26, 0.26), units=("micrometer",) * 3)
+    layer = viewer.add_image(
+        stack,
+        name="nuclei z-stack",
+        colormap="green",
+        scale=(0.29, 0.26, 0.26),
+        units=("micrometer",) * 3,
+    )
     widget.difference.value = False
     _compress_in_widget(widget, layer, tmp / "zstack.sgi", max(20, iterations // 4))
     viewer.dims.set_current_step(0, 3)
@@ -123,29 +129,41 @@ def slider_table(iterations: int, tmp: Path) -> str:
 
     image = tifffile.imread(ROOT / "src/napari_sgi/data/nuclei2d.tif")[128:384, 128:384]
     rows = []
-    settings = [{}, {"lmbda": 1e-4}, {"lmbda": 1e-2}, {"gaussians_per_seed": 4},
-                {"gaussians_per_seed": 16}, {"density": 0.03}, {"density": 0.15}]
+    settings = [
+        {},
+        {"lmbda": 1e-4},
+        {"lmbda": 1e-2},
+        {"gaussians_per_seed": 4},
+        {"gaussians_per_seed": 16},
+        {"density": 0.03},
+        {"density": 0.15},
+    ]
     for change in settings:
         start = time.perf_counter()
         result = compress(image, tmp / "table.sgi", preset="fast", iterations=iterations, **change)
         seconds = time.perf_counter() - start
-        label = (", ".join(f"{_NAMES[k]} = {v:g}" for k, v in change.items())
-                 or "preset `fast` as is")
-        rows.append(f"| {label} | {result.bytes / 1024:.1f} KiB | {result.bpp:.2f} | "
-                    f"{result.compression_ratio:.1f}:1 | {result.psnr:.2f} dB | {result.ssim:.3f} "
-                    f"| {seconds:.0f} s |")
+        label = (
+            ", ".join(f"{_NAMES[k]} = {v:g}" for k, v in change.items()) or "preset `fast` as is"
+        )
+        rows.append(
+            f"| {label} | {result.bytes / 1024:.1f} KiB | {result.bpp:.2f} | "
+            f"{result.compression_ratio:.1f}:1 | {result.psnr:.2f} dB | {result.ssim:.3f} "
+            f"| {seconds:.0f} s |"
+        )
         print("  " + rows[-1])
     from benchmarks._record import git_revision, machine_description
 
-    return "\n".join([
-        f"Measured by `xvfb-run -a python scripts/screenshots.py` at {git_revision()} on "
-        f"{machine_description()}: the 256×256 uint16 crop of the fluorescence sample, preset "
-        f"`fast` with {iterations} steps, one setting changed per row.",
-        "",
-        "| setting | file | bits/pixel | ratio | PSNR | SSIM | time |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-    ])
+    return "\n".join(
+        [
+            f"Measured by `xvfb-run -a python scripts/screenshots.py` at {git_revision()} on "
+            f"{machine_description()}: the 256×256 uint16 crop of the fluorescence sample, preset "
+            f"`fast` with {iterations} steps, one setting changed per row.",
+            "",
+            "| setting | file | bits/pixel | ratio | PSNR | SSIM | time |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

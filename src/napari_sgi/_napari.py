@@ -83,8 +83,11 @@ def sgi_layer_data(sgi: Any, path: str | os.PathLike | None = None) -> LayerData
         "rgb": rgb,
         # Always multiscale, even with one level: one code path in napari and in scripts.
         "multiscale": True,
-        "metadata": {"sgi": dict(getattr(sgi, "metadata", None) or {}),
-                     "sgi_path": os.fspath(path) if path else None, "sgi_axes": axes},
+        "metadata": {
+            "sgi": dict(getattr(sgi, "metadata", None) or {}),
+            "sgi_path": os.fspath(path) if path else None,
+            "sgi_axes": axes,
+        },
     }
     limits = _limit_pairs(sgi.contrast_limits)
     labels = [letter.lower() for letter in spatial]
@@ -93,7 +96,7 @@ def sgi_layer_data(sgi: Any, path: str | os.PathLike | None = None) -> LayerData
         kwargs["channel_axis"] = channel
         del labels[channel]
         if scale is not None:
-            scale = scale[:channel] + scale[channel + 1:]
+            scale = scale[:channel] + scale[channel + 1 :]
         header = getattr(sgi, "metadata", None) or {}
         names = (header.get("layout") or {}).get("channel_names") or header.get("channel_names")
         if names and len(names) == levels[0].shape[channel]:
@@ -105,8 +108,9 @@ def sgi_layer_data(sgi: Any, path: str | os.PathLike | None = None) -> LayerData
         kwargs["contrast_limits"] = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
     if scale is not None:
         kwargs["scale"] = scale
-    units = _spatial_units(getattr(sgi, "units", None), axes, rgb, kwargs.get("channel_axis"),
-                           spatial)
+    units = _spatial_units(
+        getattr(sgi, "units", None), axes, rgb, kwargs.get("channel_axis"), spatial
+    )
     if units is not None:
         kwargs["units"] = units
     if len(labels) == levels[0].ndim - (1 if rgb else 0) - ("channel_axis" in kwargs):
@@ -133,8 +137,9 @@ def _spatial_scale(scale: Sequence[float] | None, axes: str, rgb: bool) -> tuple
     return scale
 
 
-def _spatial_units(units: Sequence[str | None] | None, axes: str, rgb: bool,
-                         channel_axis: int | None, spatial: str) -> tuple[str, ...] | None:
+def _spatial_units(
+    units: Sequence[str | None] | None, axes: str, rgb: bool, channel_axis: int | None, spatial: str
+) -> tuple[str, ...] | None:
     """Units of the axes napari shows, with ``pixel`` where the file has none."""
     if not units:
         return None
@@ -165,7 +170,9 @@ def write_sgi(path: str, data: Any, meta: dict) -> list[str]:
     ndim = len(data.shape)
     rgb = bool(meta.get("rgb", False))
     result = compress(
-        data, path, preset="default",
+        data,
+        path,
+        preset="default",
         axes=guess_layer_axes(ndim, rgb, meta.get("axis_labels")),
         scale=_non_trivial(meta.get("scale")),
         units=_unit_names(meta.get("units")),
@@ -188,8 +195,12 @@ def guess_layer_axes(ndim: int, rgb: bool, axis_labels: Sequence[str] | None = N
     """
     spatial = ndim - (1 if rgb else 0)
     labels = [str(label).upper() for label in (axis_labels or ())]
-    if (len(labels) == spatial and all(len(x) == 1 and x in "TCZYX" for x in labels)
-            and len(set(labels)) == spatial and labels[-2:] == ["Y", "X"]):
+    if (
+        len(labels) == spatial
+        and all(len(x) == 1 and x in "TCZYX" for x in labels)
+        and len(set(labels)) == spatial
+        and labels[-2:] == ["Y", "X"]
+    ):
         letters = "".join(labels)
     else:
         extra = spatial - 2
@@ -247,8 +258,17 @@ def sample_fluorescence() -> list[LayerData]:
     import tifffile
 
     data = tifffile.imread(_DATA / "nuclei2d.tif")
-    return [(data, {"name": "nuclei (fluorescence)", "colormap": "gray",
-                    "contrast_limits": (float(data.min()), float(data.max()))}, "image")]
+    return [
+        (
+            data,
+            {
+                "name": "nuclei (fluorescence)",
+                "colormap": "gray",
+                "contrast_limits": (float(data.min()), float(data.max())),
+            },
+            "image",
+        )
+    ]
 
 
 def sample_zstack() -> list[LayerData]:
@@ -256,9 +276,19 @@ def sample_zstack() -> list[LayerData]:
     import tifffile
 
     data = tifffile.imread(_DATA / "nuclei_zstack.tif")
-    return [(data, {"name": "nuclei z-stack", "colormap": "green",
-                    "scale": (0.29, 0.26, 0.26), "axis_labels": ("z", "y", "x"),
-                    "contrast_limits": (float(data.min()), float(data.max()))}, "image")]
+    return [
+        (
+            data,
+            {
+                "name": "nuclei z-stack",
+                "colormap": "green",
+                "scale": (0.29, 0.26, 0.26),
+                "axis_labels": ("z", "y", "x"),
+                "contrast_limits": (float(data.min()), float(data.max())),
+            },
+            "image",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,8 +313,20 @@ def default_output_path(layer: Any) -> Path:
     if source:
         src = Path(source)
         stem = src.name
-        while Path(stem).suffix.lower() in (".tif", ".tiff", ".ome", ".png", ".jpg", ".jpeg",
-                                              ".zarr", ".npy", ".czi", ".nd2", ".lif", ".sgi"):
+        while Path(stem).suffix.lower() in (
+            ".tif",
+            ".tiff",
+            ".ome",
+            ".png",
+            ".jpg",
+            ".jpeg",
+            ".zarr",
+            ".npy",
+            ".czi",
+            ".nd2",
+            ".lif",
+            ".sgi",
+        ):
             stem = Path(stem).stem
         target = src.parent / f"{stem or 'image'}{SGI_SUFFIX}"
         if target.resolve() == src.resolve():  # never offer to overwrite the file being compressed

@@ -84,7 +84,11 @@ def test_a_model_without_hash_grid_stores_its_prior_and_decodes_exactly():
     model = fit(
         torch.rand(1, 32, 32),
         FitConfig(
-            iterations=30, levels=2, feature_dim=6, gaussians_per_seed=4, density=0.1,
+            iterations=30,
+            levels=2,
+            feature_dim=6,
+            gaussians_per_seed=4,
+            density=0.1,
             grid_levels=0,
         ),
     ).model

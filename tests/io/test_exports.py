@@ -26,8 +26,9 @@ def _counting_dask(arr):
         seen.append(block_id)
         return arr[block_id[0] : block_id[0] + 1]
 
-    lazy = da.map_blocks(block, chunks=((1,) * arr.shape[0], *((n,) for n in arr.shape[1:])),
-                         dtype=arr.dtype)
+    lazy = da.map_blocks(
+        block, chunks=((1,) * arr.shape[0], *((n,) for n in arr.shape[1:])), dtype=arr.dtype
+    )
     seen.clear()
     return lazy, seen
 
@@ -38,9 +39,13 @@ def _counting_dask(arr):
 def test_ome_zarr_metadata_pyramid_and_windows(tmp_path):
     arr = _stack((2, 3, 600, 500))
     path = write_ome_zarr(
-        tmp_path / "img.ome.zarr", da.from_array(arr, chunks=(1, 1, 300, 500)), axes="CZYX",
-        scale={"Z": 2.0, "Y": 0.2, "X": 0.2}, units={"Z": "µm", "Y": "um", "X": "micrometer"},
-        channel_names=["dapi", "gfp"], contrast_limits=[(100, 3000), (0, 2000)],
+        tmp_path / "img.ome.zarr",
+        da.from_array(arr, chunks=(1, 1, 300, 500)),
+        axes="CZYX",
+        scale={"Z": 2.0, "Y": 0.2, "X": 0.2},
+        units={"Z": "µm", "Y": "um", "X": "micrometer"},
+        channel_names=["dapi", "gfp"],
+        contrast_limits=[(100, 3000), (0, 2000)],
     )
     group = zarr.open_group(path, mode="r")
     assert group.metadata.zarr_format == 3
@@ -72,8 +77,9 @@ def test_ome_zarr_default_window_and_pyramid_size(tmp_path):
 def test_ome_zarr_from_dask_reads_plane_by_plane_and_round_trips(tmp_path):
     arr = _stack((5, 64, 48))
     lazy, seen = _counting_dask(arr)
-    path = write_ome_zarr(tmp_path / "z.ome.zarr", lazy, axes="ZYX", scale=[3.0, 0.5, 0.5],
-                          units=[None, "nm", "nm"])
+    path = write_ome_zarr(
+        tmp_path / "z.ome.zarr", lazy, axes="ZYX", scale=[3.0, 0.5, 0.5], units=[None, "nm", "nm"]
+    )
     assert sorted(seen) == [(z, 0, 0) for z in range(5)]  # every plane read once
     src = open_input(path)
     assert src.axes == "ZYX" and src.shape == arr.shape
@@ -93,13 +99,18 @@ def test_ome_zarr_reorders_axes_and_keeps_rgb(tmp_path):
 
 
 def test_ome_zarr_opens_with_napari_ome_zarr(tmp_path):
-    pytest.importorskip("napari_ome_zarr")
     from napari_ome_zarr._reader import napari_get_reader
 
     arr = _stack((2, 3, 600, 500))
-    path = write_ome_zarr(tmp_path / "nz.ome.zarr", arr, axes="CZYX",
-                          scale={"Z": 2.0, "Y": 0.2, "X": 0.2}, units={"Y": "µm", "X": "µm"},
-                          channel_names=["a", "b"], contrast_limits=(50, 3500))
+    path = write_ome_zarr(
+        tmp_path / "nz.ome.zarr",
+        arr,
+        axes="CZYX",
+        scale={"Z": 2.0, "Y": 0.2, "X": 0.2},
+        units={"Y": "µm", "X": "µm"},
+        channel_names=["a", "b"],
+        contrast_limits=(50, 3500),
+    )
     reader = napari_get_reader(str(path))
     assert callable(reader)
     (data, kwargs, layer_type), *_ = reader(str(path))
@@ -131,10 +142,14 @@ def test_ome_zarr_bad_arguments(tmp_path):
 def test_ome_tiff_round_trip_axes_scale_units_channels(tmp_path):
     arr = _stack((2, 3, 4, 32, 40))
     lazy = da.from_array(arr, chunks=(1, 1, 1, 16, 40))
-    path = write_tiff(tmp_path / "a.ome.tif", lazy, axes="TCZYX",
-                      scale={"T": 5.0, "Z": 0.1, "Y": 0.05, "X": 0.05},
-                      units={"T": "ms", "Z": "µm", "Y": "nm", "X": "nm"},
-                      channel_names=["a", "b", "c"])
+    path = write_tiff(
+        tmp_path / "a.ome.tif",
+        lazy,
+        axes="TCZYX",
+        scale={"T": 5.0, "Z": 0.1, "Y": 0.05, "X": 0.05},
+        units={"T": "ms", "Z": "µm", "Y": "nm", "X": "nm"},
+        channel_names=["a", "b", "c"],
+    )
     with tifffile.TiffFile(path) as tf:
         assert tf.is_ome and not tf.is_bigtiff and tf.pages[0].compression == 8  # zlib
     with open_input(path) as src:
@@ -147,14 +162,18 @@ def test_ome_tiff_round_trip_axes_scale_units_channels(tmp_path):
 
 def test_tiff_reorders_axes_default_units_rgb_and_tiles(tmp_path):
     arr = _stack((4, 2, 70, 90))
-    with open_input(write_tiff(tmp_path / "zc.ome.tif", arr, axes="ZCYX",
-                               scale=[2.0, None, 0.3, 0.3], tile=(32, 32))) as src:
+    with open_input(
+        write_tiff(
+            tmp_path / "zc.ome.tif", arr, axes="ZCYX", scale=[2.0, None, 0.3, 0.3], tile=(32, 32)
+        )
+    ) as src:
         assert src.axes == "CZYX" and src.units == (None, "micrometer", "micrometer", "micrometer")
         np.testing.assert_array_equal(src.data.compute(), arr.transpose(1, 0, 2, 3))
     rgb = _stack((3, 20, 30, 3), np.uint8)
     lazy, seen = _counting_dask(rgb)
-    with open_input(write_tiff(tmp_path / "rgb.ome.tif", lazy, axes="ZYXS",
-                               compression=None)) as src:
+    with open_input(
+        write_tiff(tmp_path / "rgb.ome.tif", lazy, axes="ZYXS", compression=None)
+    ) as src:
         assert src.axes == "ZYXS" and src.n_slices == 3
         np.testing.assert_array_equal(src.data.compute(), rgb)
     assert sorted(seen) == [(z, 0, 0, 0) for z in range(3)]

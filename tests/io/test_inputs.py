@@ -120,21 +120,35 @@ def test_header_round_trip():
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_zarr_array_path_and_object(tmp_path, zarr_format):
     arr = _stack((3, 32, 40))
-    z = zarr.create_array(tmp_path / "a.zarr", shape=arr.shape, chunks=(1, 16, 40),
-                          dtype=arr.dtype, zarr_format=zarr_format)
+    z = zarr.create_array(
+        tmp_path / "a.zarr",
+        shape=arr.shape,
+        chunks=(1, 16, 40),
+        dtype=arr.dtype,
+        zarr_format=zarr_format,
+    )
     z[...] = arr
-    for src in (open_input(tmp_path / "a.zarr"), open_input(str(tmp_path / "a.zarr")),
-                open_input(z)):
+    for src in (
+        open_input(tmp_path / "a.zarr"),
+        open_input(str(tmp_path / "a.zarr")),
+        open_input(z),
+    ):
         assert src.axes == "ZYX" and src.shape == arr.shape
         np.testing.assert_array_equal(src.read_slice((2,)), arr[2])
 
 
 def test_zarr_dimension_names(tmp_path):
     arr = _stack((2, 32, 40))
-    z3 = zarr.create_array(tmp_path / "v3.zarr", shape=arr.shape, dtype=arr.dtype,
-                           dimension_names=["c", "y", "x"])
-    z2 = zarr.create_array(tmp_path / "v2.zarr", shape=arr.shape, dtype=arr.dtype,
-                           zarr_format=2, attributes={"_ARRAY_DIMENSIONS": ["t", "y", "x"]})
+    z3 = zarr.create_array(
+        tmp_path / "v3.zarr", shape=arr.shape, dtype=arr.dtype, dimension_names=["c", "y", "x"]
+    )
+    z2 = zarr.create_array(
+        tmp_path / "v2.zarr",
+        shape=arr.shape,
+        dtype=arr.dtype,
+        zarr_format=2,
+        attributes={"_ARRAY_DIMENSIONS": ["t", "y", "x"]},
+    )
     assert open_input(z3).axes == "CYX" and open_input(z2).axes == "TYX"
     assert open_input(z3, axes="ZYX").axes == "ZYX"
 
@@ -149,8 +163,12 @@ def test_ome_zarr(tmp_path, version):
     group = zarr.open_group(tmp_path / "img.ome.zarr", mode="w", zarr_format=fmt.zarr_format)
     window = {"start": 10, "end": 900, "min": 0, "max": 65535}
     write_image(
-        da.from_array(arr, chunks=(1, 1, 64, 48)), group, axes="czyx", fmt=fmt,
-        scale={"c": 1.0, "z": 2.0, "y": 0.5, "x": 0.25}, scale_factors=[2],
+        da.from_array(arr, chunks=(1, 1, 64, 48)),
+        group,
+        axes="czyx",
+        fmt=fmt,
+        scale={"c": 1.0, "z": 2.0, "y": 0.5, "x": 0.25},
+        scale_factors=[2],
         axes_units={"z": "micrometer", "y": "micrometer", "x": "nanometer"},
         omero={"channels": [{"label": n, "color": "FFFFFF", "window": window} for n in "ab"]},
     )
@@ -179,17 +197,29 @@ def test_plain_multipage_tiff_real_crop_is_a_zstack():
     src = open_input(DATA / "nuclei_zstack_crop.tif")
     assert src.axes == "ZYX" and src.shape == (3, 48, 48) and src.dtype == np.uint16
     assert src.scale == (None, None, None)
-    np.testing.assert_array_equal(src.read_slice((1,)),
-                                  tifffile.imread(DATA / "nuclei_zstack_crop.tif", key=1))
+    np.testing.assert_array_equal(
+        src.read_slice((1,)), tifffile.imread(DATA / "nuclei_zstack_crop.tif", key=1)
+    )
 
 
 def test_ome_tiff_axes_physical_sizes_and_channels(tmp_path):
     arr = _stack((2, 3, 4, 32, 40))
     path = tmp_path / "a.ome.tif"
-    tifffile.imwrite(path, arr, ome=True, metadata={
-        "axes": "TCZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25, "PhysicalSizeZ": 150,
-        "PhysicalSizeZUnit": "nm", "TimeIncrement": 2.0, "TimeIncrementUnit": "s",
-        "Channel": {"Name": ["dapi", "gfp", "rfp"]}})
+    tifffile.imwrite(
+        path,
+        arr,
+        ome=True,
+        metadata={
+            "axes": "TCZYX",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeY": 0.25,
+            "PhysicalSizeZ": 150,
+            "PhysicalSizeZUnit": "nm",
+            "TimeIncrement": 2.0,
+            "TimeIncrementUnit": "s",
+            "Channel": {"Name": ["dapi", "gfp", "rfp"]},
+        },
+    )
     with open_input(path) as src:
         assert src.axes == "TCZYX" and src.shape == arr.shape
         assert src.scale == (2.0, None, 150.0, 0.25, 0.25)
@@ -205,8 +235,9 @@ def test_ome_tiff_other_axis_order_and_rgb(tmp_path):
     assert src.axes == "ZCYX" and src.slice_keys()[:2] == [(0, 0), (0, 1)]
     np.testing.assert_array_equal(src.read_slice((3, 1)), arr[3, 1])
     rgb = _stack((5, 16, 16, 3), np.uint8)
-    tifffile.imwrite(tmp_path / "rgb.ome.tif", rgb, ome=True, photometric="rgb",
-                     metadata={"axes": "ZYXS"})
+    tifffile.imwrite(
+        tmp_path / "rgb.ome.tif", rgb, ome=True, photometric="rgb", metadata={"axes": "ZYXS"}
+    )
     src = open_input(tmp_path / "rgb.ome.tif")
     assert src.axes == "ZYXS" and src.n_slices == 5
     np.testing.assert_array_equal(src.read_slice((4,)), rgb[4])
@@ -214,8 +245,13 @@ def test_ome_tiff_other_axis_order_and_rgb(tmp_path):
 
 def test_imagej_tiff_scale(tmp_path):
     arr = _stack((4, 2, 16, 16))
-    tifffile.imwrite(tmp_path / "ij.tif", arr, imagej=True, resolution=(1 / 0.3, 1 / 0.3),
-                     metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        arr,
+        imagej=True,
+        resolution=(1 / 0.3, 1 / 0.3),
+        metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"},
+    )
     src = open_input(tmp_path / "ij.tif")
     assert src.axes == "ZCYX" and src.scale == pytest.approx((2.0, None, 0.3, 0.3))
     assert src.units == ("micrometer", None, "micrometer", "micrometer")
@@ -226,8 +262,9 @@ def test_tiff_is_read_lazily_one_slice_at_a_time(tmp_path, monkeypatch):
     tifffile.imwrite(tmp_path / "a.tif", arr)
     reads = []
     original = inputs._TiffArray.__getitem__
-    monkeypatch.setattr(inputs._TiffArray, "__getitem__",
-                        lambda self, key: reads.append(key) or original(self, key))
+    monkeypatch.setattr(
+        inputs._TiffArray, "__getitem__", lambda self, key: reads.append(key) or original(self, key)
+    )
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the whole TIFF must never be loaded")
@@ -293,10 +330,16 @@ def test_npy_memory_mapped(tmp_path, monkeypatch):
     [
         (lambda p: p / "missing.tif", FileNotFoundError, "no such file"),
         (lambda p: (p / "a.txt").write_text("x") and p / "a.txt", ValueError, "unsupported file"),
-        (lambda p: (p / "b.tif").write_bytes(b"not a tiff") and p / "b.tif", ValueError,
-         "not a readable TIFF"),
-        (lambda p: zarr.open_group(p / "g.zarr", mode="w") and p / "g.zarr", ValueError,
-         "multiscales"),
+        (
+            lambda p: (p / "b.tif").write_bytes(b"not a tiff") and p / "b.tif",
+            ValueError,
+            "not a readable TIFF",
+        ),
+        (
+            lambda p: zarr.open_group(p / "g.zarr", mode="w") and p / "g.zarr",
+            ValueError,
+            "multiscales",
+        ),
         (lambda p: (p / "empty.zarr").mkdir() or p / "empty.zarr", ValueError, "zarr"),
     ],
 )

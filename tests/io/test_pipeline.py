@@ -160,8 +160,6 @@ def test_kill_during_compress_then_resume(tmp_path, stack):
 
 def test_distributed_run_writes_the_same_file(tmp_path, stack, monkeypatch):
     import napari_sgi.io.pipeline as pipeline
-
-    pytest.importorskip("distributed")
     from napari_sgi.io.cluster import local_client
 
     local = tmp_path / "local.sgi"

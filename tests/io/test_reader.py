@@ -24,8 +24,18 @@ def test_regions_decoded_side_by_side_read_as_decoded_one_by_one(
     decode threads' one-thread torch setting does not leak to this thread or to later threads."""
     image = np.tile(nuclei_crop, (2, 2))
     out = tmp_path / "regions.sgi"
-    compress(image, out, preset="fast", iterations=6, feature_dim=6, gaussians_per_seed=3,
-             density=0.2, levels=2, region_size=64, region_margin=32)
+    compress(
+        image,
+        out,
+        preset="fast",
+        iterations=6,
+        feature_dim=6,
+        gaussians_per_seed=3,
+        density=0.2,
+        levels=2,
+        region_size=64,
+        region_margin=32,
+    )
     torch.set_num_threads(2)
     monkeypatch.setattr(reader, "DECODE_THREADS", 4)
     several = reader.SGIFile(out)

@@ -57,8 +57,9 @@ class FakeAPI:
 
         self.calls.append(dict(kwargs, path=path))
         axes = kwargs.get("axes") or "YX"
-        n_slices = int(np.prod([n for n, a in zip(data.shape, axes, strict=True)
-                                if a not in "YXS"], dtype=int))
+        n_slices = int(
+            np.prod([n for n, a in zip(data.shape, axes, strict=True) if a not in "YXS"], dtype=int)
+        )
         steps = kwargs.get("iterations") or 10
         total = n_slices * steps
         partial = Path(str(path) + ".partial")
@@ -66,8 +67,9 @@ class FakeAPI:
         self.started.set()
         try:
             for done in range(1, total + 1):
-                if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set")
-                                           else cancel()):
+                if cancel is not None and (
+                    cancel.is_set() if hasattr(cancel, "is_set") else cancel()
+                ):
                     raise FitCancelled("cancelled")
                 if progress is not None:
                     progress(CompressProgress(done, total, (done - 1) // steps, n_slices, 20.0))
@@ -97,8 +99,15 @@ class FakeAPI:
         with open(path, "rb") as f:
             data = np.load(f)
         levels = [data, data[..., ::2, ::2]]
-        return FakeSGI(levels, "YX", None, False, (float(data.min()), float(data.max())),
-                       Path(path).stem, {"fake": True})
+        return FakeSGI(
+            levels,
+            "YX",
+            None,
+            False,
+            (float(data.min()), float(data.max())),
+            Path(path).stem,
+            {"fake": True},
+        )
 
 
 @pytest.fixture

@@ -9,8 +9,14 @@ from napari_sgi._qt.job import CompressJob, estimate_work
 
 
 def test_fast_steps_are_coalesced(fake_api, tmp_path):
-    job = CompressJob(fake_api.compress, np.zeros((8, 8), np.uint16), str(tmp_path / "a.sgi"),
-                      {"iterations": 500}, open_fn=fake_api.open_sgi, prefetch_index=())
+    job = CompressJob(
+        fake_api.compress,
+        np.zeros((8, 8), np.uint16),
+        str(tmp_path / "a.sgi"),
+        {"iterations": 500},
+        open_fn=fake_api.open_sgi,
+        prefetch_index=(),
+    )
     gen = job.steps(min_interval=0.05)
     events = []
     with pytest.raises(StopIteration) as stop:
@@ -25,14 +31,16 @@ def test_fast_steps_are_coalesced(fake_api, tmp_path):
 
 def test_slow_steps_are_yielded_one_by_one(fake_api, tmp_path):
     fake_api.step_seconds = 0.02
-    job = CompressJob(fake_api.compress, np.zeros((8, 8), np.uint16), str(tmp_path / "a.sgi"),
-                      {"iterations": 5})
+    job = CompressJob(
+        fake_api.compress, np.zeros((8, 8), np.uint16), str(tmp_path / "a.sgi"), {"iterations": 5}
+    )
     assert [e.done for e in job.steps(min_interval=0.005)] == [1, 2, 3, 4, 5]
 
 
 def test_cancel_and_errors(fake_api, tmp_path):
-    job = CompressJob(fake_api.compress, np.zeros((8, 8), np.uint16), str(tmp_path / "a.sgi"),
-                      {"iterations": 100})
+    job = CompressJob(
+        fake_api.compress, np.zeros((8, 8), np.uint16), str(tmp_path / "a.sgi"), {"iterations": 100}
+    )
     job.stop.set()
     assert list(job.steps()) == [] and job.was_cancelled and not list(tmp_path.iterdir())
 
@@ -45,7 +53,10 @@ def test_cancel_and_errors(fake_api, tmp_path):
 
 
 def test_estimate():
-    work = estimate_work((3, 512, 512, 3), "ZYXS", {"preset": "fast", "iterations": 100,
-                                                    "gaussians_per_seed": 8, "density": 0.07})
+    work = estimate_work(
+        (3, 512, 512, 3),
+        "ZYXS",
+        {"preset": "fast", "iterations": 100, "gaussians_per_seed": 8, "density": 0.07},
+    )
     assert (work.slices, work.total_steps, work.seeds, work.gaussians) == (3, 300, 2294, 18352)
     assert "3 slices × 100 steps = 300 steps" in work.describe()

@@ -56,11 +56,11 @@ def test_reader_declines_what_it_cannot_read(tmp_path):
 
 
 def test_samples():
-    (rgb, rgb_meta, _), = sample_brightfield()
+    ((rgb, rgb_meta, _),) = sample_brightfield()
     assert rgb.shape == (512, 512, 3) and rgb.dtype == np.uint8 and rgb_meta["rgb"]
-    (fluo, _, _), = sample_fluorescence()
+    ((fluo, _, _),) = sample_fluorescence()
     assert fluo.shape == (512, 512) and fluo.dtype == np.uint16
-    (stack, stack_meta, _), = sample_zstack()
+    ((stack, stack_meta, _),) = sample_zstack()
     assert stack.shape == (16, 128, 128) and len(stack_meta["scale"]) == 3
 
 
@@ -87,10 +87,15 @@ def test_layer_data_channels_and_rgb():
     from napari_sgi._napari import sgi_layer_data
 
     channels = SimpleNamespace(
-        levels=[np.zeros((2, 3, 16, 16), np.uint16)], axes="CZYX", rgb=False,
-        scale=(1.0, 2.0, 0.5, 0.5), units=(None, "micrometer", "micrometer", "micrometer"),
-        contrast_limits=((0, 10), (0, 20)), name="cells",
-        metadata={"layout": {"channel_names": ["DAPI", "GFP"]}})
+        levels=[np.zeros((2, 3, 16, 16), np.uint16)],
+        axes="CZYX",
+        rgb=False,
+        scale=(1.0, 2.0, 0.5, 0.5),
+        units=(None, "micrometer", "micrometer", "micrometer"),
+        contrast_limits=((0, 10), (0, 20)),
+        name="cells",
+        metadata={"layout": {"channel_names": ["DAPI", "GFP"]}},
+    )
     data, meta, kind = sgi_layer_data(channels, "cells.sgi")
     assert kind == "image" and meta["multiscale"] and len(data) == 1
     assert meta["channel_axis"] == 0 and meta["name"] == ["DAPI", "GFP"]
@@ -98,9 +103,16 @@ def test_layer_data_channels_and_rgb():
     assert meta["units"] == ("micrometer",) * 3
     assert meta["contrast_limits"] == [(0.0, 10.0), (0.0, 20.0)]
 
-    rgb = SimpleNamespace(levels=[np.zeros((16, 16, 3), np.uint8)], axes="YXS", rgb=True,
-                          scale=(0.5, 0.5, 1.0), units=None, contrast_limits=(0, 255),
-                          name="he", metadata={})
+    rgb = SimpleNamespace(
+        levels=[np.zeros((16, 16, 3), np.uint8)],
+        axes="YXS",
+        rgb=True,
+        scale=(0.5, 0.5, 1.0),
+        units=None,
+        contrast_limits=(0, 255),
+        name="he",
+        metadata={},
+    )
     _, meta, _ = sgi_layer_data(rgb)
     assert meta["rgb"] and meta["scale"] == (0.5, 0.5) and meta["contrast_limits"] == (0.0, 255.0)
     assert meta["axis_labels"] == ["y", "x"] and "channel_axis" not in meta

@@ -10,7 +10,7 @@ from napari_sgi._napari import sample_fluorescence
 
 def test_screenshot_not_blank(sgi_widget, qtbot):
     viewer, widget = sgi_widget
-    (data, meta, _), = sample_fluorescence()
+    ((data, meta, _),) = sample_fluorescence()
     viewer.add_image(data, **meta)
     widget.set_layer(viewer.layers[0])
     for _ in range(5):

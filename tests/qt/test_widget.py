@@ -124,8 +124,9 @@ def test_worker_quit_alone_cancels(sgi_widget, fake_api, tiny_image, tmp_path, q
     assert widget.job.was_cancelled
 
 
-def test_errors_become_notifications(sgi_widget, monkeypatch, tiny_image, tmp_path, wait_idle,
-                                     qtbot):
+def test_errors_become_notifications(
+    sgi_widget, monkeypatch, tiny_image, tmp_path, wait_idle, qtbot
+):
     from napari_sgi import api
 
     def broken(*args, **kwargs):
@@ -152,8 +153,7 @@ def test_rgb_layer_parameters(sgi_widget):
     assert widget.parameters()["axes"] == "YXS"
 
 
-def test_closing_the_dock_stops_the_work(make_napari_viewer, fake_api, tiny_image, tmp_path,
-                                         qtbot):
+def test_closing_the_dock_stops_the_work(make_napari_viewer, fake_api, tiny_image, tmp_path, qtbot):
     viewer = make_napari_viewer(show=True)
     dock, widget = viewer.window.add_plugin_dock_widget("napari-sgi", "SGI compression")
     widget.set_layer(viewer.add_image(tiny_image))

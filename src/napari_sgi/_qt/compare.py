@@ -10,21 +10,27 @@ DECODED_SUFFIX = " [SGI]"
 DIFFERENCE_SUFFIX = " [SGI − original]"
 
 
-def add_decoded_layer(viewer: Any, original: Any, sgi: Any, *, difference: bool = False,
-                      side_by_side: bool = True) -> list[Any]:
+def add_decoded_layer(
+    viewer: Any, original: Any, sgi: Any, *, difference: bool = False, side_by_side: bool = True
+) -> list[Any]:
     """Add ``sgi`` (an opened ``.sgi``) as a multiscale layer right after ``original``.
 
     The decoded layer gets the original's contrast limits, colormap, gamma and placement so that
     both look the same where the compression is faithful. Returns the layers added.
     """
     levels = list(sgi.levels)
-    common: dict[str, Any] = {"scale": original.scale, "translate": original.translate,
-                              "blending": original.blending}
+    common: dict[str, Any] = {
+        "scale": original.scale,
+        "translate": original.translate,
+        "blending": original.blending,
+    }
     for name in ("axis_labels", "units"):  # napari >= 0.6; same units keep the scale bar on
         if getattr(original, name, None) is not None:
             common[name] = getattr(original, name)
     decoded = viewer.add_image(
-        levels, multiscale=True, rgb=original.rgb,
+        levels,
+        multiscale=True,
+        rgb=original.rgb,
         name=original.name + DECODED_SUFFIX,
         contrast_limits=tuple(original.contrast_limits),
         **({} if original.rgb else {"colormap": original.colormap, "gamma": original.gamma}),
@@ -35,12 +41,18 @@ def add_decoded_layer(viewer: Any, original: Any, sgi: Any, *, difference: bool 
     if difference:
         span = float(original.contrast_limits[1] - original.contrast_limits[0]) or 1.0
         diff_levels = difference_levels(original, levels)
-        added.append(viewer.add_image(
-            diff_levels, multiscale=True, rgb=False, colormap="PiYG",
-            # ±10 % of the original's display range: small errors stay visible.
-            contrast_limits=(-0.1 * span, 0.1 * span),
-            name=original.name + DIFFERENCE_SUFFIX, **common,
-        ))
+        added.append(
+            viewer.add_image(
+                diff_levels,
+                multiscale=True,
+                rgb=False,
+                colormap="PiYG",
+                # ±10 % of the original's display range: small errors stay visible.
+                contrast_limits=(-0.1 * span, 0.1 * span),
+                name=original.name + DIFFERENCE_SUFFIX,
+                **common,
+            )
+        )
     _place_after(viewer, original, added)
     if side_by_side:
         show_side_by_side(viewer, True)
@@ -58,7 +70,7 @@ def difference_levels(original: Any, levels: list[Any]) -> list[Any]:
     source = da.asarray(source)
     out = []
     for k, level in enumerate(levels):
-        ref = source[_yx_subsample(source.ndim, original.rgb, 2 ** k)]
+        ref = source[_yx_subsample(source.ndim, original.rgb, 2**k)]
         dec = da.asarray(level)
         shape = tuple(min(a, b) for a, b in zip(ref.shape, dec.shape, strict=True))
         crop = tuple(slice(0, n) for n in shape)

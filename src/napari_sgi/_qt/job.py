@@ -50,11 +50,13 @@ class WorkEstimate:
         return self.seeds * self.gaussians_per_seed
 
     def describe(self) -> str:
-        return (f"{self.slices} slice{'s' * (self.slices != 1)} × {self.steps_per_slice:,} steps"
-                f" = {self.total_steps:,} steps\n{self.gaussians:,} Gaussians per "
-                f"{self.height}×{self.width} slice ({self.seeds:,} seeds × K="
-                f"{self.gaussians_per_seed}, {self.gaussians / (self.height * self.width):.3f}"
-                " per pixel)")
+        return (
+            f"{self.slices} slice{'s' * (self.slices != 1)} × {self.steps_per_slice:,} steps"
+            f" = {self.total_steps:,} steps\n{self.gaussians:,} Gaussians per "
+            f"{self.height}×{self.width} slice ({self.seeds:,} seeds × K="
+            f"{self.gaussians_per_seed}, {self.gaussians / (self.height * self.width):.3f}"
+            " per pixel)"
+        )
 
 
 def estimate_work(shape: tuple[int, ...], axes: str, params: dict[str, Any]) -> WorkEstimate:
@@ -67,14 +69,17 @@ def estimate_work(shape: tuple[int, ...], axes: str, params: dict[str, Any]) -> 
     (16, 1600)
     """
     config = get_preset(params.get("preset", "default")).with_overrides(
-        **{k: params.get(k) for k in ("iterations", "gaussians_per_seed", "density", "seeds",
-                                      "levels", "lmbda")})
+        **{
+            k: params.get(k)
+            for k in ("iterations", "gaussians_per_seed", "density", "seeds", "levels", "lmbda")
+        }
+    )
     height, width = shape[axes.index("Y")], shape[axes.index("X")]
     slices = math.prod(n for n, a in zip(shape, axes, strict=True) if a not in "YXS")
-    seeds = config.seeds or seed_count_for_density(height, width, config.density,
-                                                   config.gaussians_per_seed)
-    return WorkEstimate(slices, config.iterations, height, width, seeds,
-                        config.gaussians_per_seed)
+    seeds = config.seeds or seed_count_for_density(
+        height, width, config.density, config.gaussians_per_seed
+    )
+    return WorkEstimate(slices, config.iterations, height, width, seeds, config.gaussians_per_seed)
 
 
 class CompressJob:
@@ -95,9 +100,15 @@ class CompressJob:
         thread draws the decoded layer.
     """
 
-    def __init__(self, compress_fn: Callable[..., Any], data: Any, path: str,
-                 params: dict[str, Any], open_fn: Callable[[str], Any] | None = None,
-                 prefetch_index: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        compress_fn: Callable[..., Any],
+        data: Any,
+        path: str,
+        params: dict[str, Any],
+        open_fn: Callable[[str], Any] | None = None,
+        prefetch_index: tuple[int, ...] | None = None,
+    ) -> None:
         self.compress_fn, self.data, self.path, self.params = compress_fn, data, path, params
         self.open_fn, self.prefetch_index = open_fn, prefetch_index
         self.stop = threading.Event()
@@ -116,8 +127,12 @@ class CompressJob:
         _lower_priority()
         try:
             self._outcome["result"] = self.compress_fn(
-                self.data, self.path, progress=self._events.put, cancel=self.cancelled,
-                **self.params)
+                self.data,
+                self.path,
+                progress=self._events.put,
+                cancel=self.cancelled,
+                **self.params,
+            )
         except BaseException as exc:  # noqa: BLE001 - re-raised on the worker thread
             self._outcome["error"] = exc
         finally:
@@ -135,8 +150,9 @@ class CompressJob:
         """Whether the compress thread is still at work (e.g. cleaning up after a cancel)."""
         return self._thread is not None and not self.finished.is_set()
 
-    def steps(self, min_interval: float = YIELD_INTERVAL
-              ) -> Generator[Any, None, tuple[Any, Any] | None]:
+    def steps(
+        self, min_interval: float = YIELD_INTERVAL
+    ) -> Generator[Any, None, tuple[Any, Any] | None]:
         """Yield the latest progress event after each step, at most every ``min_interval`` s.
 
         Returns ``(result, opened file)``, or ``None`` when cancelled. Slow steps (large images on

@@ -65,25 +65,58 @@ class SGIWidget(Container):
 
         tip = "Rate–distortion trade-off: larger λ → smaller file, lower quality (log scale)."
         self.image = ComboBox(label="Image layer", choices=self._image_layers, nullable=True)
-        self.preset = ComboBox(label="Preset", choices=list(PRESETS), value="default",
-                               tooltip="Starting values for all settings below.")
+        self.preset = ComboBox(
+            label="Preset",
+            choices=list(PRESETS),
+            value="default",
+            tooltip="Starting values for all settings below.",
+        )
         # A linear slider over log10 λ: its read-out is meaningful and can be typed into, which
         # magicgui's LogSlider (it shows its internal position) does not offer.
-        self.log_lmbda = FloatSlider(label="λ", min=_LOG_LAMBDA_RANGE[0],
-                                     max=_LOG_LAMBDA_RANGE[1], step=0.05, value=-3.0, tooltip=tip)
-        self.k = Slider(label="K (Gaussians/seed)", min=1, max=16, value=10,
-                        tooltip="Gaussians generated from each seed's features; at a fixed "
-                                "density, a larger K means fewer seeds.")
+        self.log_lmbda = FloatSlider(
+            label="λ",
+            min=_LOG_LAMBDA_RANGE[0],
+            max=_LOG_LAMBDA_RANGE[1],
+            step=0.05,
+            value=-3.0,
+            tooltip=tip,
+        )
+        self.k = Slider(
+            label="K (Gaussians/seed)",
+            min=1,
+            max=16,
+            value=10,
+            tooltip="Gaussians generated from each seed's features; at a fixed "
+            "density, a larger K means fewer seeds.",
+        )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
         self.show_advanced = CheckBox(text="Advanced settings", value=False)
-        self.density = FloatSpinBox(label="Seed density", min=0.001, max=1.0, step=0.005,
-                                    value=0.07, tooltip="Gaussians per pixel (seeds × K / pixels).")
-        self.iterations = SpinBox(label="Iterations", min=10, max=100_000, step=100, value=4000,
-                                  tooltip="Optimisation steps per slice: more → better, slower.")
-        self.levels = SpinBox(label="Pyramid levels", min=1, max=8, value=3,
-                              tooltip="Coarse-to-fine fitting: starts at 1/2^(L-1) resolution.")
-        self.advanced = Container(widgets=[self.density, self.iterations, self.levels],
-                                  visible=False)
+        self.density = FloatSpinBox(
+            label="Seed density",
+            min=0.001,
+            max=1.0,
+            step=0.005,
+            value=0.07,
+            tooltip="Gaussians per pixel (seeds × K / pixels).",
+        )
+        self.iterations = SpinBox(
+            label="Iterations",
+            min=10,
+            max=100_000,
+            step=100,
+            value=4000,
+            tooltip="Optimisation steps per slice: more → better, slower.",
+        )
+        self.levels = SpinBox(
+            label="Pyramid levels",
+            min=1,
+            max=8,
+            value=3,
+            tooltip="Coarse-to-fine fitting: starts at 1/2^(L-1) resolution.",
+        )
+        self.advanced = Container(
+            widgets=[self.density, self.iterations, self.levels], visible=False
+        )
         self.output = FileEdit(label="Output", mode="w", filter="*.sgi")
         self.estimate = Label(label="Work")
         self.run_button = PushButton(text="Compress")
@@ -94,14 +127,29 @@ class SGIWidget(Container):
         self.toggle_button = PushButton(text="Toggle side by side")
         self.result_label = Label(label="Result", value="—")
         self.slice_table = Table(label="PSNR per slice", visible=False)
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                            labels=False)
-        super().__init__(widgets=[
-            self.image, self.preset, self.log_lmbda, self.k, self.device, self.show_advanced,
-            self.advanced, self.output, self.estimate, buttons, self.progress_bar,
-            self.side_by_side, self.difference, self.toggle_button, self.result_label,
-            self.slice_table,
-        ])
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        super().__init__(
+            widgets=[
+                self.image,
+                self.preset,
+                self.log_lmbda,
+                self.k,
+                self.device,
+                self.show_advanced,
+                self.advanced,
+                self.output,
+                self.estimate,
+                buttons,
+                self.progress_bar,
+                self.side_by_side,
+                self.difference,
+                self.toggle_button,
+                self.result_label,
+                self.slice_table,
+            ]
+        )
         for widget in (self.log_lmbda, self.k, self.density, self.iterations, self.levels):
             widget.changed.connect(self._update_estimate)
         self.log_lmbda.changed.connect(self._show_lmbda)
@@ -152,7 +200,7 @@ class SGIWidget(Container):
     @property
     def lmbda(self) -> float:
         """λ, the rate–distortion weight (the slider holds log10 λ); three significant digits."""
-        return _round3(10.0 ** self.log_lmbda.value)
+        return _round3(10.0**self.log_lmbda.value)
 
     @lmbda.setter
     def lmbda(self, value: float) -> None:
@@ -205,8 +253,11 @@ class SGIWidget(Container):
     @property
     def busy(self) -> bool:
         """Whether a compression (or its clean-up after a cancel) is still going on."""
-        return (self.worker is not None or (self.job is not None and self.job.running)
-                or self._wait_timer.isActive())
+        return (
+            self.worker is not None
+            or (self.job is not None and self.job.running)
+            or self._wait_timer.isActive()
+        )
 
     def start(self) -> Any:
         """Start compressing the chosen layer in a worker thread; returns the worker (or None)."""
@@ -242,11 +293,17 @@ class SGIWidget(Container):
             show_error(f"Cannot compress {layer.name!r}: {exc}")
             return None
 
-        self.job = job = CompressJob(compress, data, str(path), params,
-                                     open_fn=getattr(api, "open_sgi", None),
-                                     prefetch_index=self._current_stack_index(layer, params))
-        worker = thread_worker(job.steps, progress={"total": work.total_steps,
-                                                    "desc": f"SGI: {layer.name}"})()
+        self.job = job = CompressJob(
+            compress,
+            data,
+            str(path),
+            params,
+            open_fn=getattr(api, "open_sgi", None),
+            prefetch_index=self._current_stack_index(layer, params),
+        )
+        worker = thread_worker(
+            job.steps, progress={"total": work.total_steps, "desc": f"SGI: {layer.name}"}
+        )()
         job.abort_check = lambda: worker.abort_requested
         worker.yielded.connect(self._on_step)
         worker.returned.connect(self._on_returned)
@@ -310,10 +367,12 @@ class SGIWidget(Container):
             self.progress_bar.value = min(done, total)
         psnr = getattr(event, "psnr", float("nan"))
         n_slices = int(getattr(event, "n_slices", 1) or 1)
-        where = (f"slice {getattr(event, 'slice_index', 0) + 1}/{n_slices} · "
-                 if n_slices > 1 else "")
+        where = (
+            f"slice {getattr(event, 'slice_index', 0) + 1}/{n_slices} · " if n_slices > 1 else ""
+        )
         self.result_label.value = f"{where}step {done:,}/{total:,}" + (
-            f" · PSNR {psnr:.2f} dB" if math.isfinite(psnr) else "")
+            f" · PSNR {psnr:.2f} dB" if math.isfinite(psnr) else ""
+        )
         if pbar is not None:
             pbar.set_description(f"SGI {where}{psnr:.1f} dB" if math.isfinite(psnr) else "SGI")
         # Last, because napari's progress bar may process pending events (our _on_returned
@@ -341,19 +400,27 @@ class SGIWidget(Container):
         self.slice_table.visible = len(slices) > 1
         if len(slices) > 1:
             # Text, not floats: the table would show floats with four decimals.
-            self.slice_table.value = {"data": [[f"{float(p):.2f} dB"] for p in slices],
-                                      "columns": ["PSNR"],
-                                      "index": [str(i) for i in range(len(slices))]}
+            self.slice_table.value = {
+                "data": [[f"{float(p):.2f} dB"] for p in slices],
+                "columns": ["PSNR"],
+                "index": [str(i) for i in range(len(slices))],
+            }
         if sgi is not None:
             try:
                 self.decoded_layers = add_decoded_layer(
-                    self.viewer, self._source, sgi, difference=self.difference.value,
-                    side_by_side=self.side_by_side.value)
+                    self.viewer,
+                    self._source,
+                    sgi,
+                    difference=self.difference.value,
+                    side_by_side=self.side_by_side.value,
+                )
             except Exception as exc:  # noqa: BLE001 - the file is fine; say why it is not shown
                 show_warning(f"Compressed, but the decoded layer could not be shown: {exc}")
-        show_info(f"SGI: wrote {Path(str(result.path)).name} "
-                  f"({_size(result.bytes)}, {result.compression_ratio:.1f}:1, "
-                  f"PSNR {result.psnr:.2f} dB)")
+        show_info(
+            f"SGI: wrote {Path(str(result.path)).name} "
+            f"({_size(result.bytes)}, {result.compression_ratio:.1f}:1, "
+            f"PSNR {result.psnr:.2f} dB)"
+        )
 
     def _on_errored(self, exc: Exception) -> None:
         # napari's worker already turned the exception into an error notification.
@@ -380,9 +447,11 @@ class SGIWidget(Container):
 
 def describe_result(result: Any) -> str:
     """Size, ratio, bits per pixel, quality and time of a CompressResult, for the result label."""
-    return (f"{_size(result.bytes)} · {result.compression_ratio:.1f}:1 · {result.bpp:.3f} bpp\n"
-            f"PSNR {result.psnr:.2f} dB · SSIM {result.ssim:.4f} · {result.seconds:.1f} s"
-            + (f" · {result.n_slices} slices" if getattr(result, "n_slices", 1) > 1 else ""))
+    return (
+        f"{_size(result.bytes)} · {result.compression_ratio:.1f}:1 · {result.bpp:.3f} bpp\n"
+        f"PSNR {result.psnr:.2f} dB · SSIM {result.ssim:.4f} · {result.seconds:.1f} s"
+        + (f" · {result.n_slices} slices" if getattr(result, "n_slices", 1) > 1 else "")
+    )
 
 
 def _round3(value: float) -> float:

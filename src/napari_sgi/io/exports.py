@@ -225,10 +225,12 @@ def write_tiff(
     axes = "".join(order)
     n_lead = len(axes) - (3 if rgb else 2)
     metadata: dict[str, Any] = {"axes": axes}
-    for letter, key, default_unit in (("X", "PhysicalSizeX", "micrometer"),
-                                      ("Y", "PhysicalSizeY", "micrometer"),
-                                      ("Z", "PhysicalSizeZ", "micrometer"),
-                                      ("T", "TimeIncrement", "second")):
+    for letter, key, default_unit in (
+        ("X", "PhysicalSizeX", "micrometer"),
+        ("Y", "PhysicalSizeY", "micrometer"),
+        ("Z", "PhysicalSizeZ", "micrometer"),
+        ("T", "TimeIncrement", "second"),
+    ):
         if letter in axes and scale_d.get(letter):
             metadata[key] = float(scale_d[letter])
             metadata[key + "Unit"] = ome_unit_symbol(units_d.get(letter) or default_unit)

@@ -101,7 +101,7 @@ class ImageSource:
     @property
     def slice_shape(self) -> tuple[int, ...]:
         """Shape of one slice: ``(Y, X)`` or ``(Y, X, S)``."""
-        return self.shape[len(self.slice_axes):]
+        return self.shape[len(self.slice_axes) :]
 
     @property
     def is_rgb(self) -> bool:
@@ -387,9 +387,7 @@ def _open_zarr_path(path: Path, axes: str | None) -> ImageSource:
 def _from_zarr_array(arr: Any, axes: str | None, name: str | None) -> ImageSource:
     if axes is None:
         # dimension names: zarr v3 metadata, or xarray's attribute in zarr v2
-        names = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get(
-            "_ARRAY_DIMENSIONS"
-        )
+        names = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get("_ARRAY_DIMENSIONS")
         if names and all(isinstance(n, str) and len(n) == 1 and n in "tczyxsTCZYXS" for n in names):
             axes = "".join(n.upper() for n in names)
     return _build(da.from_zarr(arr), axes, name=name)
@@ -409,7 +407,7 @@ def _from_zarr_group(group: Any, axes: str | None, name: str | None) -> ImageSou
     ms = meta["multiscales"][0]
     ds0 = ms["datasets"][0]
     arr = group[ds0["path"]]
-    ngff_axes = ms.get("axes") or [{"name": n} for n in "tczyx"[-arr.ndim:]]
+    ngff_axes = ms.get("axes") or [{"name": n} for n in "tczyx"[-arr.ndim :]]
     ngff_axes = [a if isinstance(a, dict) else {"name": a} for a in ngff_axes]  # NGFF 0.3
     if axes is None:
         letters = []
@@ -423,8 +421,10 @@ def _from_zarr_group(group: Any, axes: str | None, name: str | None) -> ImageSou
         axes = "".join(letters)
     axes = validate_axes(axes, arr.ndim)
     factors = np.ones(arr.ndim)
-    for transforms in (ds0.get("coordinateTransformations", []),
-                       ms.get("coordinateTransformations", [])):
+    for transforms in (
+        ds0.get("coordinateTransformations", []),
+        ms.get("coordinateTransformations", []),
+    ):
         for t in transforms:
             if t.get("type") == "scale" and "scale" in t:
                 factors = factors * np.asarray(t["scale"], dtype=float)
@@ -433,8 +433,11 @@ def _from_zarr_group(group: Any, axes: str | None, name: str | None) -> ImageSou
     channels = meta.get("omero", {}).get("channels") or []
     names = [c.get("label", f"channel {i}") for i, c in enumerate(channels)] or None
     colors = [str(c.get("color", "")).upper() for c in channels]
-    if "C" in axes and "S" not in axes and colors == _RGB_COLORS[: len(colors)] and (
-        is_rgb_samples(arr.shape[axes.index("C")], arr.dtype)
+    if (
+        "C" in axes
+        and "S" not in axes
+        and colors == _RGB_COLORS[: len(colors)]
+        and (is_rgb_samples(arr.shape[axes.index("C")], arr.dtype))
     ):
         # NGFF has no sample axis; red/green/blue(/white) uint8 channels, as
         # write_ome_zarr stores RGB(A), are colour samples again
@@ -442,7 +445,12 @@ def _from_zarr_group(group: Any, axes: str | None, name: str | None) -> ImageSou
     windows = [c.get("window", {}) for c in channels]
     limits = [[float(w["start"]), float(w["end"])] for w in windows if "start" in w and "end" in w]
     return _build(
-        da.from_zarr(arr), axes, name=name, scale=scale, units=units, channel_names=names,
+        da.from_zarr(arr),
+        axes,
+        name=name,
+        scale=scale,
+        units=units,
+        channel_names=names,
         contrast_limits=limits if limits and len(limits) == len(channels) else None,
     )
 
@@ -527,15 +535,22 @@ def _ome_tiff_meta(xml: str, series: int) -> dict[str, Any]:
         return {}
     px = images[series].get("Pixels", {})
     scale, units = {}, {}
-    for letter, key, default_unit in (("X", "PhysicalSizeX", "µm"), ("Y", "PhysicalSizeY", "µm"),
-                                      ("Z", "PhysicalSizeZ", "µm"), ("T", "TimeIncrement", "s")):
+    for letter, key, default_unit in (
+        ("X", "PhysicalSizeX", "µm"),
+        ("Y", "PhysicalSizeY", "µm"),
+        ("Z", "PhysicalSizeZ", "µm"),
+        ("T", "TimeIncrement", "s"),
+    ):
         if key in px:
             scale[letter] = px[key]
             # the OME schema's default units apply when the attribute is absent
             units[letter] = px.get(key + "Unit", default_unit)
     names = [c.get("Name") for c in _as_list(px.get("Channel"))]
-    return {"scale": scale, "units": units,
-            "channel_names": names if names and all(names) else None}
+    return {
+        "scale": scale,
+        "units": units,
+        "channel_names": names if names and all(names) else None,
+    }
 
 
 def _imagej_meta(ij: dict[str, Any], page: Any) -> dict[str, Any]:
