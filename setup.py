@@ -4,14 +4,15 @@ lives in pyproject.toml.
 Both are plain C ABI shared libraries, loaded with ctypes. The rasterizer
 (``napari_sgi.core._raster_cpu``) holds every instruction-set variant; the variant is chosen at run
 time, so no flag here may tie the build to the machine that compiles it. The decoder
-(``napari_sgi.core.coding``) decodes torchac's streams without holding the GIL.
+(``napari_sgi.codec.streams``) decodes torchac's streams without holding the GIL.
 """
 
 from __future__ import annotations
 
 from setuptools import Extension, setup
 
-KERNELS = "src/napari_sgi/core/_kernels"
+RASTER_KERNELS = "src/napari_sgi/core/_kernels"
+CODEC_KERNELS = "src/napari_sgi/codec/_kernels"
 
 COMPILE_ARGS = [
     "-std=c++17",
@@ -27,16 +28,16 @@ COMPILE_ARGS = [
 
 raster_kernel = Extension(
     "napari_sgi.core._raster_kernel",
-    sources=[f"{KERNELS}/raster_kernel.cpp"],
-    depends=[f"{KERNELS}/raster_body.inc"],
+    sources=[f"{RASTER_KERNELS}/raster_kernel.cpp"],
+    depends=[f"{RASTER_KERNELS}/raster_body.inc"],
     language="c++",
     extra_compile_args=COMPILE_ARGS,
     extra_link_args=["-fopenmp"],
 )
 
 arith_decoder = Extension(
-    "napari_sgi.core._arith_decoder",
-    sources=[f"{KERNELS}/arith_decoder.c"],
+    "napari_sgi.codec._arith_decoder",
+    sources=[f"{CODEC_KERNELS}/arith_decoder.c"],
     language="c",
     extra_compile_args=["-O2", "-fvisibility=hidden"],
 )

@@ -76,7 +76,7 @@ def decode_with(decoder: str, call):
 
 
 def gaussian_row(ratio, n: int, repeats: int, rng) -> dict:
-    from napari_sgi.core.coding import decode_gaussian, encode_gaussian
+    from napari_sgi.codec.streams import decode_gaussian, encode_gaussian
 
     x, mean, scale, step = draw(n, ratio, rng)
     encode_s, data = best_time(lambda: encode_gaussian(x, mean, scale, step), repeats)
@@ -99,7 +99,7 @@ def gaussian_row(ratio, n: int, repeats: int, rng) -> dict:
 
 
 def bits_row(n: int, repeats: int, rng) -> dict:
-    from napari_sgi.core.coding import decode_bits, encode_bits
+    from napari_sgi.codec.streams import decode_bits, encode_bits
 
     bits = (rng.random(n) < 0.3).astype(np.uint8)
     ones = int(bits.sum())
@@ -172,7 +172,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from napari_sgi.core.coding import native_decoder
+    from napari_sgi.codec.streams import native_decoder
 
     if not native_decoder():
         raise SystemExit("the compiled decoder is not built (pip install -e .)")

@@ -42,9 +42,9 @@ TARGET_S = 0.5
 PROCESS_SNIPPET = """
 import sys, time
 start = time.perf_counter()
-from napari_sgi.io.reader import SGIFile
+from napari_sgi.reader import SGIFile
 imported = time.perf_counter()
-from napari_sgi.core.coding import _backend
+from napari_sgi.codec.streams import _backend
 _backend()
 coder = time.perf_counter()
 image = SGIFile(sys.argv[1]).render_slice(0)
@@ -84,7 +84,7 @@ def first_coder_build(folder: Path) -> float | None:
 def make_file(path: Path, iterations: int) -> dict:
     from PIL import Image
 
-    from napari_sgi.io.pipeline import compress
+    from napari_sgi.encode.pipeline import compress
 
     with Image.open(IHC) as image:
         data = np.asarray(image)
@@ -102,9 +102,9 @@ def cold_stages(path: Path) -> dict[str, float]:
     """One cold decode of slice 0, region 0, stage by stage, on a new file object."""
     import torch
 
-    from napari_sgi.io.codec import decode_model
-    from napari_sgi.io.pipeline import MODEL_SECTIONS
-    from napari_sgi.io.reader import SGIFile, model_config_from_header
+    from napari_sgi.codec.model import decode_model
+    from napari_sgi.file.header import MODEL_SECTIONS, model_config_from_header
+    from napari_sgi.reader import SGIFile
 
     t0 = time.perf_counter()
     file = SGIFile(path)
@@ -139,7 +139,7 @@ def timed(function) -> float:
 def measure(path: Path, repeats: int) -> dict[str, list[float]]:
     import torch
 
-    from napari_sgi.io.reader import SGIFile, open_sgi
+    from napari_sgi.reader import SGIFile, open_sgi
 
     # Warm up the process (imports, kernel dispatch, allocator) once, untimed.
     SGIFile(path).render_slice(0)
@@ -203,7 +203,7 @@ def measure_process(path: Path, repeats: int) -> dict[str, list[float]]:
 
 ROWS = [
     ("process total", "fresh process: start Python, import, open, decode, render"),
-    ("process import", "  of which: import napari_sgi.io.reader (torch, ...)"),
+    ("process import", "  of which: import napari_sgi.reader (torch, ...)"),
     ("process coder", "  of which: load torchac's compiled coder (ninja: no work to do)"),
     ("process open+render", "  of which: open + decode + render"),
     ("cold open_sgi().data.compute()", "cold, warm process: `open_sgi(path).data.compute()`"),
@@ -233,7 +233,7 @@ def main() -> None:
     build = first_coder_build(extensions)
     path = args.file or Path(tempfile.mkdtemp(prefix="bench_decode_")) / "ihc.sgi"
     if path.exists():
-        from napari_sgi.io.reader import SGIFile
+        from napari_sgi.reader import SGIFile
 
         file = SGIFile(path)
         made = {

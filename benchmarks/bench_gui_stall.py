@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     import tifffile
     from qtpy.QtWidgets import QApplication
 
-    from napari_sgi.api import resolve_device
+    from napari_sgi.core.device import resolve_device
 
     load_before = os.getloadavg()[0]
     data = tifffile.imread(Path(__file__).resolve().parents[1] / "src/napari_sgi/data/nuclei2d.tif")

@@ -185,9 +185,9 @@ def sgi_point(
     distortion: str = "l1",
     extra: dict | None = None,
 ) -> dict:
-    from napari_sgi.io.container import SGIReader
-    from napari_sgi.io.pipeline import compress
-    from napari_sgi.io.reader import SGIFile
+    from napari_sgi.encode.pipeline import compress
+    from napari_sgi.file.container import SGIReader
+    from napari_sgi.reader import SGIFile
 
     extra = extra or {}
     suffix = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
@@ -446,9 +446,9 @@ def weight_bytes(
     channels: int, size: int, feature_dim: int, density: float = 0.07, preset: str = "default"
 ) -> int:
     """Bytes of the MLP weights (colour, covariance, context) of a model, as stored."""
+    from napari_sgi.codec.weights import stored_size
     from napari_sgi.core.fit import make_model
     from napari_sgi.core.presets import get_preset
-    from napari_sgi.io.weights import stored_size
 
     config = get_preset(preset).with_overrides(feature_dim=feature_dim, density=density)
     model = make_model((channels, size, size), config)

@@ -179,7 +179,7 @@ def _warm_up_slice() -> None:
 
     from napari_sgi.core.image import ValueRange
     from napari_sgi.core.presets import get_preset
-    from napari_sgi.io.pipeline import compress_slice
+    from napari_sgi.encode.pipeline import compress_slice
 
     torch.set_num_threads(max(1, int(os.environ.get("NAPARI_SGI_THREADS", "1"))))
     image = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
@@ -191,7 +191,7 @@ def _warm_up_slice() -> None:
 def _warm_up_local() -> None:
     import numpy as np
 
-    from napari_sgi.io.pipeline import compress
+    from napari_sgi.encode.pipeline import compress
 
     with tempfile.TemporaryDirectory() as folder:
         stack = np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32)
@@ -215,7 +215,7 @@ def child_compress(args: dict) -> dict:
     _package_first()
     import torch
 
-    from napari_sgi.io.pipeline import compress
+    from napari_sgi.encode.pipeline import compress
 
     workers = args["workers"]
     fit = {
@@ -294,7 +294,7 @@ def child_compress(args: dict) -> dict:
 
 def child_memory(args: dict) -> dict:
     """Peak RSS of compressing one TIFF stack in-process, and the RSS before it started."""
-    from napari_sgi.io.pipeline import compress
+    from napari_sgi.encode.pipeline import compress
 
     _warm_up_local()
     before = _peak_mib()
@@ -364,9 +364,9 @@ def _jump(image, lines) -> float:
 
 def child_large(args: dict) -> dict:
     """Compress the mosaic region by region; then decode level 0 and measure the seams."""
-    from napari_sgi.io.pipeline import compress
-    from napari_sgi.io.reader import open_sgi
-    from napari_sgi.io.regions import plan_regions
+    from napari_sgi.core.regions import plan_regions
+    from napari_sgi.encode.pipeline import compress
+    from napari_sgi.reader import open_sgi
 
     size, region = args["size"], args["region_size"]
     image = build_mosaic(size)
@@ -433,7 +433,7 @@ def seams(decoded, image, region: int) -> dict:
 def child_first_chunk(args: dict) -> dict:
     """Open a .sgi file in this fresh process and render one chunk of one level."""
     started = time.perf_counter()
-    from napari_sgi.io.reader import CHUNK, open_sgi
+    from napari_sgi.reader import CHUNK, open_sgi
 
     imported = time.perf_counter() - started
     if args.get("dask_warm"):  # dask's first compute looks for a distributed client
@@ -448,7 +448,7 @@ def child_first_chunk(args: dict) -> dict:
     array = image.levels[level]
     chunk = array[:CHUNK, :CHUNK].compute()
     total = time.perf_counter() - started
-    from napari_sgi.io.reader import DECODE_THREADS
+    from napari_sgi.reader import DECODE_THREADS
 
     return {
         "level": level,
@@ -1010,7 +1010,7 @@ def first_chunk_markdown(cfg: dict, chunk: list[dict], command: str | None = Non
             "",
         ]
     lines += [
-        "A fresh process imports `napari_sgi.io.reader`, then times `open_sgi(path)` and "
+        "A fresh process imports `napari_sgi.reader`, then times `open_sgi(path)` and "
         "`levels[k][:512, :512].compute()` (nothing cached in the process; the file in the OS "
         f"page cache). Median of {cfg['chunk_repeats']} processes. The coarsest chunk needs "
         "every region of the slice: the reader decodes them on up to "

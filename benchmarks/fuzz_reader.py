@@ -28,10 +28,10 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from napari_sgi.io.container import SGIReader, write_sgi
-from napari_sgi.io.errors import SGIFormatError
-from napari_sgi.io.format_v1 import MAGIC, FormatV1, SectionEntry
-from napari_sgi.io.format_v4 import FormatV4
+from napari_sgi.errors import SGIFormatError
+from napari_sgi.file.container import SGIReader, write_sgi
+from napari_sgi.file.format_v1 import MAGIC, FormatV1, SectionEntry
+from napari_sgi.file.format_v4 import FormatV4
 
 
 def valid_file(rng: random.Random) -> bytes:
@@ -139,7 +139,7 @@ def fuzz_reader(iterations: int, rng: random.Random) -> int:
 def fuzz_coder(iterations: int, rng: random.Random) -> int:
     import numpy as np
 
-    from napari_sgi.core.coding import (
+    from napari_sgi.codec.streams import (
         CodingError,
         decode_bits,
         decode_gaussian,

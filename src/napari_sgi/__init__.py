@@ -16,14 +16,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "fit_image": "napari_sgi.api",
-    "FitResult": "napari_sgi.api",
-    "compress": "napari_sgi.api",
-    "open_sgi": "napari_sgi.api",
-    "FitCancelled": "napari_sgi.core.fit",
-    "CompressProgress": "napari_sgi.io.pipeline",
-    "CompressResult": "napari_sgi.io.pipeline",
-    "SGIFormatError": "napari_sgi.io.errors",
+    "fit_image": "napari_sgi.encode.fitting",
+    "FitResult": "napari_sgi.encode.fitting",
+    "compress": "napari_sgi.encode.pipeline",
+    "open_sgi": "napari_sgi.reader",
+    "FitCancelled": "napari_sgi.errors",
+    "CompressProgress": "napari_sgi.encode.pipeline",
+    "CompressResult": "napari_sgi.encode.pipeline",
+    "SGIFormatError": "napari_sgi.errors",
     "PRESETS": "napari_sgi.core.presets",
 }
 

@@ -23,7 +23,7 @@ WIDGET_NAME = "SGI compression"
 PLUGIN_NAME = "napari-sgi"
 SGI_SUFFIX = ".sgi"
 _DATA = Path(__file__).parent / "data"
-# Letters napari-sgi understands for the axes in front of Y and X (see napari_sgi.io.axes).
+# Letters napari-sgi understands for the axes in front of Y and X (see napari_sgi.inputs.axes).
 _STACK_LETTERS = "TCZ"
 
 
@@ -52,7 +52,7 @@ def get_reader(path: str | Sequence[str]) -> Callable[[str], list[LayerData]] | 
 
 def _has_magic(path: str) -> bool:
     """Whether the file starts like a napari-sgi container (another tool's ``.sgi`` does not)."""
-    from napari_sgi.io.format_v1 import MAGIC
+    from napari_sgi.file.format_v1 import MAGIC
 
     with open(path, "rb") as f:
         return f.read(len(MAGIC)) == MAGIC

@@ -1,153 +1,46 @@
-"""The Python API shared by the CLI, the napari plugin and users' scripts.
+"""The Python API shared by the CLI, the napari plugin and users' scripts, in one place.
+
+Each name is defined where its stage lives; this module only gathers them (``import napari_sgi``
+stays light: the package imports each name on first use, from its own module).
 
 Examples
 --------
 >>> import numpy as np
->>> from napari_sgi import fit_image
+>>> from napari_sgi.api import fit_image
 >>> image = (np.random.default_rng(0).random((32, 32)) * 4000).astype(np.uint16)
 >>> result = fit_image(image, preset="fast", iterations=20)
 >>> result.decoded.dtype, result.decoded.shape
 (dtype('uint16'), (32, 32))
+
+From the napari console:
+
+>>> from napari_sgi.api import compress, open_sgi  # doctest: +SKIP
+>>> result = compress(viewer.layers["nuclei"].data, "nuclei.sgi", lmbda=0.002)  # doctest: +SKIP
+>>> image = open_sgi("nuclei.sgi")  # doctest: +SKIP
+>>> viewer.add_image(image.levels, multiscale=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from napari_sgi.core.device import resolve_device
+from napari_sgi.core.presets import PRESETS, FitConfig, get_preset
+from napari_sgi.encode.fitting import FitResult, fit_image
+from napari_sgi.encode.pipeline import CompressProgress, CompressResult, compress
+from napari_sgi.errors import FitCancelled, SGIFormatError
+from napari_sgi.reader import SGIImage, open_sgi
 
-import numpy as np
-
-from .core.presets import FitConfig, get_preset
-
-
-@dataclass
-class FitResult:
-    """A fitted image: the model, its quality and the decoded image in the original dtype."""
-
-    model: object  # napari_sgi.core.model.SGIModel
-    config: FitConfig
-    value_range: object  # napari_sgi.core.image.ValueRange
-    decoded: np.ndarray
-    psnr: float
-    ssim: float
-    iterations: int
-    seconds: float
-    device: str
-
-    @property
-    def gaussians(self) -> int:
-        return self.model.config.gaussians
-
-    @property
-    def seeds(self) -> int:
-        return self.model.config.seed_count
-
-    def summary(self) -> dict:
-        """JSON-friendly figures of the fit."""
-        return {
-            "psnr": round(self.psnr, 4),
-            "ssim": round(self.ssim, 6),
-            "gaussians": self.gaussians,
-            "seeds": self.seeds,
-            "iterations": self.iterations,
-            "seconds": round(self.seconds, 3),
-            "device": self.device,
-            "shape": list(self.decoded.shape),
-            "dtype": str(self.decoded.dtype),
-            "config": self.config.to_dict(),
-        }
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` picks CUDA when torch sees a GPU, otherwise the CPU."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
-    return device
-
-
-def fit_image(
-    image: np.ndarray,
-    *,
-    preset: str = "default",
-    progress=None,
-    cancel=None,
-    device: str = "auto",
-    backend: str = "auto",
-    **overrides,
-) -> FitResult:
-    """Fit SGI to one 2D image ``(H, W)`` or ``(H, W, C)`` of any integer or float dtype.
-
-    Parameters
-    ----------
-    image
-        The image; uint8 is normalised by 255, other dtypes by their own min..max.
-    preset
-        ``"paper"``, ``"default"``, ``"fast"`` or ``"compact"``.
-    progress, cancel
-        See :func:`napari_sgi.core.fit.fit`; ``cancel`` may also be a ``threading.Event``.
-    device
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    **overrides
-        Any :class:`~napari_sgi.core.presets.FitConfig` field (``iterations``, ``lmbda``,
-        ``gaussians_per_seed``, ``density``, ``seeds``, ...).
-    """
-    import torch
-
-    from .core.fit import fit
-    from .core.image import ValueRange, from_tensor, to_tensor, validate_image
-    from .core.metrics import psnr, ssim
-
-    image = validate_image(image)
-    config = get_preset(preset).with_overrides(**overrides)
-    device = resolve_device(device)
-    value_range = ValueRange.of(image)
-    target = to_tensor(image, value_range).to(device)
-    if hasattr(cancel, "is_set"):
-        cancel = cancel.is_set
-    started = time.perf_counter()
-    outcome = fit(target, config, progress=progress, cancel=cancel, backend=backend)
-    with torch.no_grad():
-        model = outcome.model
-        render = model.render(0, model.quantized_attributes(0), backend=backend).clamp(0, 1)
-    seconds = time.perf_counter() - started
-    decoded = from_tensor(render, value_range, image.ndim)
-    # Quality of what the user gets: the decoded image in its own dtype, not the float render.
-    measured = to_tensor(decoded, value_range).to(device)
-    return FitResult(
-        model=model,
-        config=config,
-        value_range=value_range,
-        decoded=decoded,
-        psnr=psnr(measured, target),
-        ssim=ssim(measured, target),
-        iterations=outcome.iterations,
-        seconds=seconds,
-        device=device,
-    )
-
-
-def compress(data, path, **options):
-    """Compress an image, stack or image file into a `.sgi` file.
-
-    See :func:`napari_sgi.io.pipeline.compress` for the options. From the napari console:
-
-    >>> from napari_sgi import compress  # doctest: +SKIP
-    >>> result = compress(viewer.layers["nuclei"].data, "nuclei.sgi", lmbda=0.002)  # doctest: +SKIP
-    >>> result.psnr, result.bpp  # doctest: +SKIP
-    """
-    from .io.pipeline import compress as _compress
-
-    return _compress(data, path, **options)
-
-
-def open_sgi(path, **options):
-    """Open a `.sgi` file as lazy multiscale levels (see :func:`napari_sgi.io.reader.open_sgi`)."""
-    from .io.reader import open_sgi as _open_sgi
-
-    return _open_sgi(path, **options)
+__all__ = [
+    "PRESETS",
+    "CompressProgress",
+    "CompressResult",
+    "FitCancelled",
+    "FitConfig",
+    "FitResult",
+    "SGIFormatError",
+    "SGIImage",
+    "compress",
+    "fit_image",
+    "get_preset",
+    "open_sgi",
+    "resolve_device",
+]

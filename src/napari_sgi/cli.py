@@ -79,7 +79,7 @@ def _fit_overrides(args: argparse.Namespace) -> dict:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .api import fit_image
+    from napari_sgi.api import fit_image
 
     image = read_image_file(args.image)
     bar = _ProgressBar(enabled=not args.json)
@@ -91,7 +91,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         bar.close()
     summary = result.summary()
     if args.output:
-        from .io.simple import write_image_file
+        from napari_sgi.export.image_file import write_image_file
 
         write_image_file(args.output, result.decoded)
         summary["output"] = str(args.output)
@@ -110,7 +110,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from .io.pipeline import compress
+    from napari_sgi.encode.pipeline import compress
 
     if args.scheduler and args.workers:
         raise ValueError("give either --scheduler or --workers, not both")
@@ -121,7 +121,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
             client = stack.enter_context(Client(args.scheduler))
         elif args.workers:
-            from .io.cluster import local_client
+            from napari_sgi.encode.cluster import local_client
 
             client = stack.enter_context(local_client(args.workers))
         bar = stack.enter_context(contextlib.closing(_CompressBar(enabled=not args.json)))
@@ -153,7 +153,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_decompress(args: argparse.Namespace) -> int:
     import time
 
-    from .io.reader import open_sgi
+    from napari_sgi.reader import open_sgi
 
     started = time.perf_counter()
     image = open_sgi(args.input)
@@ -161,7 +161,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     output = Path(args.output)
     name = output.name.lower()
     if name.endswith((".ome.zarr", ".zarr")):
-        from .io.exports import write_ome_zarr
+        from napari_sgi.export.volumes import write_ome_zarr
 
         write_ome_zarr(
             output,
@@ -172,11 +172,11 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
             contrast_limits=image.contrast_limits,
         )
     elif name.endswith((".tif", ".tiff")) and data.ndim > 2 + image.rgb:
-        from .io.exports import write_tiff
+        from napari_sgi.export.volumes import write_tiff
 
         write_tiff(output, data, axes=image.axes, scale=image.scale, units=image.units)
     else:
-        from .io.simple import write_image_file
+        from napari_sgi.export.image_file import write_image_file
 
         write_image_file(output, data.compute())
     seconds = time.perf_counter() - started
@@ -197,7 +197,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .io.container import SGIReader
+    from napari_sgi.file.container import SGIReader
 
     with SGIReader(args.input) as reader:
         header, breakdown = reader.header, reader.info()

@@ -73,7 +73,7 @@ def test_refined_attributes_are_already_rounded(fitted):
 
 
 def test_the_encoder_stores_the_refined_values(fitted):
-    from napari_sgi.io.codec import encode_model
+    from napari_sgi.codec.model import encode_model
 
     target, model = fitted
     refined = copy.deepcopy(model)

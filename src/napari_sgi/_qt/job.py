@@ -19,6 +19,7 @@ from typing import Any
 
 from napari_sgi.core.presets import get_preset
 from napari_sgi.core.seeds import seed_count_for_density
+from napari_sgi.errors import FitCancelled
 
 _DONE = object()
 #: Least seconds between two progress yields. Each yield repaints the progress bars; where
@@ -143,7 +144,7 @@ class CompressJob:
     def was_cancelled(self) -> bool:
         """Whether the compress thread ended by cancellation (and so wrote no file)."""
         error = self._outcome.get("error")
-        return error is not None and type(error).__name__ == "FitCancelled"
+        return isinstance(error, FitCancelled)
 
     @property
     def running(self) -> bool:
@@ -230,8 +231,8 @@ def warm_up() -> None:
         import torch  # noqa: F401
         import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimiser
 
-        import napari_sgi.io.pipeline  # noqa: F401
-        import napari_sgi.io.reader  # noqa: F401
+        import napari_sgi.encode.pipeline  # noqa: F401
+        import napari_sgi.reader  # noqa: F401
         from napari_sgi.core.rasterize import cpu_kernel_available
 
         cpu_kernel_available()

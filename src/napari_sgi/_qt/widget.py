@@ -31,10 +31,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
 from napari_sgi._napari import default_output_path, layer_compress_kwargs
+from napari_sgi._qt.compare import add_decoded_layer, show_side_by_side
+from napari_sgi._qt.job import CompressJob, estimate_work, warm_up
 from napari_sgi.core.presets import PRESETS
-
-from .compare import add_decoded_layer, show_side_by_side
-from .job import CompressJob, estimate_work, warm_up
 
 if TYPE_CHECKING:
     import napari

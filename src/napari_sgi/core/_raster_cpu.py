@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from .raster_rules import ALPHA_MAX, SIGMA_CUT
+from napari_sgi.core.raster_rules import ALPHA_MAX, SIGMA_CUT
 
 ISA_ENV = "NAPARI_SGI_ISA"
 NO_SKIP_ENV = "NAPARI_SGI_NO_SKIP"

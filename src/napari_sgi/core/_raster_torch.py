@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .raster_rules import ALPHA_MAX, SIGMA_CUT
+from napari_sgi.core.raster_rules import ALPHA_MAX, SIGMA_CUT
 
 # Pairs evaluated per chunk: bounds the temporary memory to a few hundred MB at any image size.
 _PAIRS_PER_CHUNK = 1 << 22

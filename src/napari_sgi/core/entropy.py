@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hashgrid import RESOLUTIONS, BinaryHashGrid
+from napari_sgi.core.hashgrid import RESOLUTIONS, BinaryHashGrid
 
 Q0_FEATURE = 1.0
 Q0_LOG_SCALING = 1.0 / 16.0

@@ -10,18 +10,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .entropy import GroupModel, add_uniform_noise, base_steps, rate_bits_per_value
-from .hashgrid import RESOLUTIONS
-from .image import build_pyramid
-from .model import Attributes, ModelConfig, SGIModel
-from .presets import FitConfig
-from .refine import refine
-from .schedule import Schedule
-from .seeds import seed_count_for_density
-
-
-class FitCancelled(Exception):
-    """Raised by :func:`fit` when its ``cancel`` check asks it to stop."""
+from napari_sgi.core.entropy import GroupModel, add_uniform_noise, base_steps, rate_bits_per_value
+from napari_sgi.core.hashgrid import RESOLUTIONS
+from napari_sgi.core.image import build_pyramid
+from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
+from napari_sgi.core.presets import FitConfig
+from napari_sgi.core.refine import refine
+from napari_sgi.core.schedule import Schedule
+from napari_sgi.core.seeds import seed_count_for_density
+from napari_sgi.errors import FitCancelled
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,7 @@ def kernel_owns_the_threads(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    from ._raster_cpu import set_kernel_threads
+    from napari_sgi.core._raster_cpu import set_kernel_threads
 
     threads = torch.get_num_threads()
     set_kernel_threads(threads)

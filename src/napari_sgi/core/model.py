@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .entropy import ContextModel, GroupModel, quantize
-from .image import level_shape
-from .rasterize import rasterize_sum
-from .seeds import SeedGrid, initial_log_scaling
+from napari_sgi.core.entropy import ContextModel, GroupModel, quantize
+from napari_sgi.core.image import level_shape
+from napari_sgi.core.rasterize import rasterize_sum
+from napari_sgi.core.seeds import SeedGrid, initial_log_scaling
 
 
 @dataclass(frozen=True)

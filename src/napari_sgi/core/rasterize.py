@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .raster_rules import gaussian_pixel_bounds
+from napari_sgi.core.raster_rules import gaussian_pixel_bounds
 
 BACKENDS = ("auto", "torch", "cpu")
 
@@ -47,10 +47,10 @@ def rasterize_sum(
     bounds = gaussian_pixel_bounds(means, conics, height, width)
     chosen = _choose_backend(backend, colors)
     if chosen == "cpu":
-        from ._raster_cpu import rasterize_sum_cpu
+        from napari_sgi.core._raster_cpu import rasterize_sum_cpu
 
         return rasterize_sum_cpu(means, conics, colors, bounds, height, width)
-    from ._raster_torch import rasterize_sum_torch
+    from napari_sgi.core._raster_torch import rasterize_sum_torch
 
     return rasterize_sum_torch(means, conics, colors, bounds, height, width)
 
@@ -58,7 +58,7 @@ def rasterize_sum(
 def cpu_kernel_available() -> bool:
     """Whether the compiled CPU kernel was built and loads on this machine."""
     try:
-        from ._raster_cpu import kernel_isa
+        from napari_sgi.core._raster_cpu import kernel_isa
 
         kernel_isa()
     except (ImportError, OSError):

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-from .entropy import quantize, rate_bits_per_value
-from .model import Attributes, SGIModel
+from napari_sgi.core.entropy import quantize, rate_bits_per_value
+from napari_sgi.core.model import Attributes, SGIModel
 
 # Learning rates at the start of refinement (cosine decay to 5 % of them). The attributes move a
 # few percent of what they moved at the end of the fit: larger rates make the rounded values

@@ -1,0 +1,243 @@
+"""The JSON header of a ``.sgi`` file: encoding with a size cap, strict decoding, generic checks.
+
+The caller owns the header's content (image layout, model config, encoder version, quality...).
+We check the types and ranges of the generic image fields when they are present, at the top level
+or in an ``"image"`` / ``"layout"`` sub-object, because readers size allocations from them:
+
+- ``shape``, ``slice_shape``: lists of 1..8 ints in [1, 2**24], product <= 2**38;
+- ``axes``: distinct letters from ``TCZYXS``, one per dimension of ``shape``;
+- ``dtype``: a numeric numpy dtype string;
+- ``scale``, ``pixel_sizes``: positive finite numbers or null, one per dimension;
+- ``units``: strings or null, one per dimension; ``channel_names``: null or strings;
+- ``contrast_limits``, ``value_range``: [lo, hi] (finite, lo <= hi), a list of such, or null;
+- ``n_slices``: int in [0, 2**24]; ``encoder_version``: string.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from napari_sgi.errors import SGIFormatError
+
+__all__ = [
+    "FILE_KIND",
+    "MAX_HEADER_BYTES",
+    "MODEL_SECTIONS",
+    "decode_header",
+    "encode_header",
+    "model_config_from_header",
+    "validate_header",
+]
+
+FILE_KIND = "napari-sgi image"  # the header's "kind" of a file napari-sgi writes
+# The sections of one region's model, in file order: slice/<i>/r<j>/<name>.
+MODEL_SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
+MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON is far more than any layout + model config needs
+MAX_DIM = 1 << 24
+MAX_ELEMENTS = 1 << 38  # ~2.7e11: a 100k x 100k x 3 slide or a 2k x 2k x 20k volume fit
+MAX_NDIM = 8
+MAX_STRING = 4096
+AXIS_LETTERS = "TCZYXS"
+_SCOPES = ("image", "layout")
+
+_MODEL_LIMITS = {
+    "height": 1 << 24,
+    "width": 1 << 24,
+    "channels": 64,
+    "feature_dim": 1024,
+    "gaussians_per_seed": 256,
+    "seed_count": 1 << 28,
+    "levels": 8,
+    "grid_levels": 12,
+    "grid_features": 16,
+    "grid_log2_table": 24,
+    "rng_seed": 1 << 62,
+}
+
+
+def model_config_from_header(data: dict):
+    """A :class:`ModelConfig` from a file's header, refusing absurd values before any allocation."""
+    from napari_sgi.core.model import ModelConfig  # torch: only once a model is decoded
+
+    if (
+        not isinstance(data, dict)
+        or set(data) - set(_MODEL_LIMITS)
+        or not {"height", "width"} <= set(data)
+    ):
+        raise SGIFormatError(f"invalid model configuration in the header: {data!r:.200}")
+    for name, value in data.items():
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 <= value <= _MODEL_LIMITS[name]
+        ):
+            raise SGIFormatError(f"model field {name!r} out of range: {value!r}")
+    try:
+        return ModelConfig(**data)
+    except (TypeError, ValueError) as error:
+        raise SGIFormatError(f"invalid model configuration: {error}") from None
+
+
+def encode_header(header: Mapping[str, Any]) -> bytes:
+    """Validate ``header`` and return its UTF-8 JSON (no NaN/Infinity, at most 1 MiB).
+
+    Examples
+    --------
+    >>> encode_header({"shape": [2, 64, 64], "axes": "ZYX"})
+    b'{"shape":[2,64,64],"axes":"ZYX"}'
+    """
+    if not isinstance(header, Mapping):
+        raise TypeError(f"the header must be a mapping, got {type(header).__name__}")
+    try:
+        data = json.dumps(dict(header), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the header is not JSON-serialisable: {exc}") from exc
+    raw = data.encode("utf-8")
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ValueError(f"the header is {len(raw)} bytes of JSON, at most {MAX_HEADER_BYTES}")
+    try:
+        validate_header(json.loads(data))
+    except SGIFormatError as exc:  # the writer's caller gets a plain ValueError
+        raise ValueError(str(exc)) from None
+    return raw
+
+
+def _reject_constant(name: str) -> Any:
+    raise SGIFormatError(f"header JSON holds {name}, which is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise SGIFormatError(f"header JSON holds a number out of range ({text[:40]})")
+    return value
+
+
+def decode_header(raw: bytes) -> dict[str, Any]:
+    """Parse and validate a header; any problem is an :class:`SGIFormatError`.
+
+    Examples
+    --------
+    >>> decode_header(b'{"axes": "YX", "shape": [4, 4]}')
+    {'axes': 'YX', 'shape': [4, 4]}
+    """
+    if len(raw) > MAX_HEADER_BYTES:
+        raise SGIFormatError(f"header is {len(raw)} bytes, at most {MAX_HEADER_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+        header = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except SGIFormatError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise SGIFormatError(f"header is not UTF-8 text: {exc}") from None
+    except RecursionError:
+        raise SGIFormatError("header JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
+        raise SGIFormatError(f"header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise SGIFormatError(f"header must be a JSON object, got {type(header).__name__}")
+    validate_header(header)
+    return header
+
+
+def validate_header(header: Mapping[str, Any]) -> None:
+    """Check the generic fields (module docstring) where present; raise :class:`SGIFormatError`."""
+    _validate_scope(header, "")
+    for scope in _SCOPES:
+        sub = header.get(scope)
+        if isinstance(sub, Mapping):
+            _validate_scope(sub, f"{scope}.")
+
+
+def _fail(key: str, message: str, value: Any) -> SGIFormatError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return SGIFormatError(f"header field {key!r} {message} (got {shown})")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _is_range(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] <= v[1]
+
+
+def _check_shape(key: str, shape: Any) -> int:
+    if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM:
+        raise _fail(key, f"must be a list of 1 to {MAX_NDIM} sizes", shape)
+    if not all(_is_int(n) and 1 <= n <= MAX_DIM for n in shape):
+        raise _fail(key, f"must hold integers in [1, {MAX_DIM}]", shape)
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise _fail(
+            key, f"has {math.prod(shape):.3g} elements, more than {MAX_ELEMENTS:.3g}", shape
+        )
+    return len(shape)
+
+
+def _check_list(key: str, value: Any, ndim: int | None, item_ok, what: str) -> None:
+    if not isinstance(value, list) or not all(item_ok(v) for v in value):
+        raise _fail(key, f"must be a list of {what}", value)
+    if ndim is not None and len(value) != ndim:
+        raise _fail(key, f"must have one entry per dimension ({ndim})", value)
+
+
+def _short_string(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_STRING
+
+
+def _validate_scope(h: Mapping[str, Any], prefix: str) -> None:
+    ndim = _check_shape(prefix + "shape", h["shape"]) if "shape" in h else None
+    if "slice_shape" in h:
+        _check_shape(prefix + "slice_shape", h["slice_shape"])
+    if "axes" in h:
+        axes = h["axes"]
+        if (
+            not isinstance(axes, str)
+            or len(set(axes)) != len(axes)
+            or not set(axes.upper()) <= set(AXIS_LETTERS)
+            or len(axes) > MAX_NDIM
+        ):
+            raise _fail(prefix + "axes", f"must be distinct letters from {AXIS_LETTERS}", axes)
+        if ndim is not None and len(axes) != ndim:
+            raise _fail(prefix + "axes", f"must have one letter per dimension ({ndim})", axes)
+    if "dtype" in h:
+        try:
+            ok = isinstance(h["dtype"], str) and np.dtype(h["dtype"]).kind in "biuf"
+        except TypeError:
+            ok = False
+        if not ok:
+            raise _fail(prefix + "dtype", "must name a numeric numpy dtype", h["dtype"])
+    for key in ("scale", "pixel_sizes"):
+        if h.get(key) is not None:
+            _check_list(
+                prefix + key,
+                h[key],
+                ndim,
+                lambda v: v is None or (_is_number(v) and v > 0),
+                "positive numbers or null",
+            )
+    if h.get("units") is not None:
+        _check_list(
+            prefix + "units", h["units"], ndim, lambda v: v is None or _short_string(v), "strings"
+        )
+    if h.get("channel_names") is not None:
+        _check_list(prefix + "channel_names", h["channel_names"], None, _short_string, "strings")
+    for key in ("contrast_limits", "value_range"):
+        v = h.get(key)
+        pairs = v if isinstance(v, list) and v and isinstance(v[0], list) else [v]
+        if v is not None and not (len(pairs) <= MAX_STRING and all(map(_is_range, pairs))):
+            raise _fail(prefix + key, "must be [low, high] (or one per channel), low <= high", v)
+    if "n_slices" in h and not (_is_int(h["n_slices"]) and 0 <= h["n_slices"] <= MAX_DIM):
+        raise _fail(prefix + "n_slices", f"must be an integer in [0, {MAX_DIM}]", h["n_slices"])
+    if "encoder_version" in h and not _short_string(h["encoder_version"]):
+        raise _fail(prefix + "encoder_version", "must be a string", h["encoder_version"])

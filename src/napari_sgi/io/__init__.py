@@ -1,1 +1,0 @@
-"""Reading microscopy inputs, the .sgi container and exports."""

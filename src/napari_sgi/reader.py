@@ -1,0 +1,341 @@
+"""Open a `.sgi` file as a lazy multiscale image: level k at 1/2^k, each a dask array whose chunks
+are rendered on demand, straight from the Gaussians at that scale (no full-resolution render is
+down-sampled), with a small cache of decoded models and rendered chunks.
+
+A chunk of a slice fitted region by region blends the regions whose weights reach into it
+(:func:`napari_sgi.core.regions.blend`); the regions it needs that are not cached yet are decoded
+and rendered side by side on a few threads (the coarsest level needs every region of a slice).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_sgi.core.image import ValueRange
+from napari_sgi.core.regions import Region, blend, regions_in, render_box
+from napari_sgi.errors import SGIFormatError
+from napari_sgi.file.container import SGIReader
+from napari_sgi.file.header import FILE_KIND, MODEL_SECTIONS, model_config_from_header
+
+CHUNK = 512
+MIN_LEVEL_SIDE = 256
+MAX_BLEND = 1 << 16
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+
+
+def level_count(height: int, width: int) -> int:
+    """Levels until the larger side is at most 256 pixels.
+
+    Examples
+    --------
+    >>> level_count(512, 512), level_count(4096, 3000), level_count(100, 80)
+    (2, 5, 1)
+    """
+    return 1 + max(0, math.ceil(math.log2(max(height, width) / MIN_LEVEL_SIDE)))
+
+
+class SGIFile:
+    """A `.sgi` file: its header, and slices decoded and rendered on demand.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from napari_sgi.encode.pipeline import compress
+    >>> out = os.path.join(tempfile.mkdtemp(), "a.sgi")
+    >>> _ = compress(np.zeros((20, 20), np.uint8), out, preset="fast", iterations=2)
+    >>> SGIFile(out).render_slice(0).shape
+    (20, 20)
+    """
+
+    def __init__(self, path: str | Path, *, cache_models: int = 32, cache_chunks: int = 64):
+        self.path = Path(path)
+        self._reader = SGIReader(self.path)
+        header = self._reader.header
+        if header.get("kind") != FILE_KIND:
+            raise SGIFormatError(f"{self.path.name} is a .sgi container but not a napari-sgi image")
+        try:
+            self.layout = header["layout"]
+            self.slices = header["slices"]
+            low, high = header["value_range"]
+            self.value_range = ValueRange(float(low), float(high), self.layout["dtype"])
+            self.axes: str = self.layout["axes"]
+            self.shape = tuple(int(n) for n in self.layout["shape"])
+            n_lead = len([a for a in self.axes if a not in "YXS"])
+            self.lead_shape = self.shape[:n_lead]
+            self.slice_shape = self.shape[n_lead:]
+            if len(self.slices) != math.prod(self.lead_shape):
+                raise SGIFormatError("the header's slice list does not match its shape")
+        except (KeyError, TypeError, ValueError) as error:
+            raise SGIFormatError(f"invalid napari-sgi header: {error!r:.200}") from None
+        self.header = header
+        self._lock = threading.RLock()
+        self._models: OrderedDict = OrderedDict()
+        self._renders: OrderedDict = OrderedDict()
+        self._chunks: OrderedDict = OrderedDict()
+        self._in_flight: dict = {}
+        self._cache_models, self._cache_chunks = cache_models, cache_chunks
+
+    @property
+    def rgb(self) -> bool:
+        return self.axes.endswith("S")
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.slices)
+
+    def regions(self, index: int) -> list[Region]:
+        try:
+            return [Region.from_dict(r) for r in self.slices[index]["regions"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise SGIFormatError(f"slice {index} has an invalid region list: {error!r}") from None
+
+    def blend_width(self, index: int) -> int:
+        """Width of the ramps that blend slice ``index``'s regions (0: cut, older files)."""
+        entry = self.slices[index]
+        width = entry.get("blend", 0) if isinstance(entry, dict) else None
+        if not isinstance(width, int) or isinstance(width, bool) or not 0 <= width <= MAX_BLEND:
+            raise SGIFormatError(f"slice {index} has an invalid blend width: {width!r:.50}")
+        return width
+
+    def _cached(self, cache: OrderedDict, key, compute: Callable, limit: int):
+        """``cache[key]``, computed once even when several threads ask for it at the same time."""
+        while True:
+            with self._lock:
+                if key in cache:
+                    cache.move_to_end(key)
+                    return cache[key]
+                waiting = self._in_flight.get(key)
+                if waiting is None:
+                    done = self._in_flight[key] = threading.Event()
+            if waiting is None:
+                break
+            waiting.wait()  # then look again: the other thread's value, or its failure
+        try:
+            value = compute()
+            with self._lock:
+                cache[key] = value
+                while len(cache) > limit:
+                    cache.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._in_flight[key]
+            done.set()
+
+    def model(self, index: int, region: int = 0):
+        """The decoded model of region ``region`` of slice ``index`` (cached)."""
+        return self._cached(
+            self._models,
+            ("model", index, region),
+            lambda: self._decode(index, region),
+            self._cache_models,
+        )
+
+    def _decode(self, index: int, region: int):
+        from napari_sgi.codec.model import decode_model
+
+        config = model_config_from_header(self.slices[index]["regions"][region]["model"])
+        sections = {
+            name: self._reader.read_section(f"slice/{index}/r{region}/{name}")
+            for name in MODEL_SECTIONS
+        }
+        try:
+            return decode_model(config, sections)
+        except ValueError as error:
+            raise SGIFormatError(f"slice {index} does not decode: {error}") from None
+
+    def _region_render(self, index: int, region: int, level: int) -> np.ndarray:
+        """``[h, w, C]`` float render of one region's whole box at ``level`` (cached)."""
+        return self._cached(
+            self._renders,
+            ("render", index, region, level),
+            lambda: render_box(self.model(index, region), level),
+            self._cache_models,
+        )
+
+    def _render_all(self, index: int, numbers: list[int], level: int) -> None:
+        """Render the regions ``numbers`` that are not cached yet, several at a time.
+
+        Decoding is mostly numpy and torch work that releases the GIL (torchac's coder does not),
+        so a few threads cut the time to the first view of a level that needs many regions. While
+        they run, torch (and the rasterizer, which follows torch's count) runs on one thread in
+        each: the threads already fill the cores, and a thread team in each would oversubscribe
+        them.
+        """
+        with self._lock:
+            missing = [n for n in numbers if ("render", index, n, level) not in self._renders]
+        if len(missing) < 2 or DECODE_THREADS < 2:
+            return
+        import torch
+
+        with ThreadPoolExecutor(
+            min(DECODE_THREADS, len(missing)), initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            list(pool.map(lambda n: self._region_render(index, n, level), missing))
+        # torch's count is per thread, but setting it also sets the count that threads started
+        # later begin with: give those this thread's count back, not the decode threads' 1.
+        torch.set_num_threads(torch.get_num_threads())
+
+    def render_region(
+        self, index: int, level: int, y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` of slice ``index`` at ``level``, in the file's dtype.
+
+        The regions are rendered over their boxes and blended exactly as the encoder blended them
+        when it measured the quality.
+        """
+        return self._cached(
+            self._chunks,
+            ("chunk", index, level, y0, y1, x0, x1),
+            lambda: self._blend(index, level, (y0, y1, x0, x1)),
+            self._cache_chunks,
+        )
+
+    def _blend(self, index: int, level: int, window: tuple[int, int, int, int]) -> np.ndarray:
+        regions, width = self.regions(index), self.blend_width(index)
+        shape = self.slice_shape[:2]
+        self._render_all(index, regions_in(regions, level, window, shape, width), level)
+        out = blend(
+            regions,
+            lambda number: self._region_render(index, number, level),
+            level,
+            window,
+            shape,
+            width,
+        )
+        return self.value_range.denormalize(out if self.rgb else out[:, :, 0])
+
+    def level_shape(self, level: int) -> tuple[int, int]:
+        from napari_sgi.core.image import level_shape
+
+        return level_shape(self.slice_shape[0], self.slice_shape[1], level)
+
+    def render_slice(self, index: int, level: int = 0) -> np.ndarray:
+        height, width = self.level_shape(level)
+        return self.render_region(index, level, 0, height, 0, width)
+
+    def levels(self, n_levels: int | None = None) -> list:
+        """Dask arrays, largest first, each shaped like the data (stack axes, Y, X[, S])."""
+        import dask.array as da
+
+        n_levels = n_levels or level_count(*self.slice_shape[:2])
+        dtype = np.dtype(self.layout["dtype"])
+        arrays = []
+        for level in range(n_levels):
+            height, width = self.level_shape(level)
+            shape = (*self.lead_shape, height, width, *self.slice_shape[2:])
+            chunks = (1,) * len(self.lead_shape) + (CHUNK, CHUNK) + tuple(self.slice_shape[2:])
+            source = _LevelSource(self, level, shape, dtype)
+            arrays.append(
+                da.from_array(
+                    source,
+                    chunks=chunks,
+                    asarray=False,
+                    fancy=False,
+                    lock=False,
+                    name=f"sgi-{self.path.name}-{id(self)}-{level}",
+                    meta=np.empty((0,) * len(shape), dtype),
+                )
+            )
+        return arrays
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+@dataclass
+class _LevelSource:
+    """Array-like that dask slices chunk by chunk; each chunk is rendered from Gaussians."""
+
+    file: SGIFile
+    level: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ndim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        n_lead = len(self.file.lead_shape)
+        key = tuple(key) + (slice(None),) * (self.ndim - len(key))
+        lead = [
+            range(*k.indices(n)) for k, n in zip(key[:n_lead], self.shape[:n_lead], strict=True)
+        ]
+        ys = range(*key[n_lead].indices(self.shape[n_lead]))
+        xs = range(*key[n_lead + 1].indices(self.shape[n_lead + 1]))
+        if ys.step != 1 or xs.step != 1:
+            raise IndexError("strided reads are not supported")
+        out = np.empty(
+            (*[len(r) for r in lead], len(ys), len(xs), *self.shape[n_lead + 2 :]), self.dtype
+        )
+        for position in np.ndindex(*[len(r) for r in lead]):
+            index_tuple = tuple(r[p] for r, p in zip(lead, position, strict=True))
+            index = int(np.ravel_multi_index(index_tuple, self.file.lead_shape)) if n_lead else 0
+            out[position] = self.file.render_region(
+                index, self.level, ys.start, ys.stop, xs.start, xs.stop
+            )
+        return out[(Ellipsis, *key[n_lead + 2 :])] if self.ndim > n_lead + 2 else out
+
+
+@dataclass
+class SGIImage:
+    """What napari (or a script) needs to show a `.sgi` file."""
+
+    levels: list
+    axes: str
+    scale: tuple | None
+    units: tuple | None
+    rgb: bool
+    contrast_limits: tuple[float, float]
+    name: str
+    metadata: dict
+    slice_psnr: list[float]
+    file: SGIFile
+
+    @property
+    def data(self):
+        """The full-resolution level (lazy)."""
+        return self.levels[0]
+
+
+def open_sgi(path: str | Path, *, n_levels: int | None = None) -> SGIImage:
+    """Open a `.sgi` file lazily: nothing is rendered until a chunk is read.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from napari_sgi.encode.pipeline import compress
+    >>> out = os.path.join(tempfile.mkdtemp(), "b.sgi")
+    >>> _ = compress(np.zeros((3, 20, 20), np.uint16), out, preset="fast", iterations=2)
+    >>> image = open_sgi(out)
+    >>> image.axes, image.levels[0].shape
+    ('ZYX', (3, 20, 20))
+    """
+    file = SGIFile(path)
+    layout = file.layout
+    scale = layout.get("scale")
+    has_scale = scale is not None and any(s is not None for s in scale)
+    return SGIImage(
+        levels=file.levels(n_levels),
+        axes=file.axes,
+        scale=tuple(1.0 if s is None else s for s in scale) if has_scale else None,
+        units=tuple(layout.get("units") or ()) or None,
+        rgb=file.rgb,
+        contrast_limits=tuple(
+            file.header.get("contrast_limits") or (file.value_range.low, file.value_range.high)
+        ),
+        name=Path(path).stem,
+        metadata=file.header,
+        slice_psnr=[s.get("psnr") for s in file.slices],
+        file=file,
+    )
