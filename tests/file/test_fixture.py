@@ -1,0 +1,133 @@
+"""Files written by napari-sgi keep decoding to the same pixels.
+
+``tests/data/fixture_v4*.sgi`` were written once, by the writer of format version 4, with
+:func:`write_fixtures` below (not run by the tests: run this module as a script to see how they
+were made, never to replace them). The tests only read the committed files and compare every
+slice at every level with SHA-256 digests of its pixels pinned here. A change that makes an
+existing file decode differently (container, header, symbol streams, weights, model, rasterizer,
+blending) fails here; that needs a new format version, not new digests.
+
+- ``fixture_v4.sgi``: a 2-slice uint16 z-stack (Z, Y, X) = (2, 64, 96), ``fast`` preset (hash grid
+  and context MLP), two regions per slice (size 64, margin 32) blended across the core border.
+- ``fixture_v4_rgb.sgi``: one 64x96 RGB uint8 slice, ``compact`` preset (no hash grid: the context
+  is one learned prior), refinement, two regions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent.parent / "data"
+LEVELS = 3  # the fits' pyramid levels: 64x96, 32x48, 16x24
+
+# name -> (axes, shape, dtype, {(slice, level): SHA-256 of the rendered slice's C-order bytes})
+PINNED = {
+    "fixture_v4.sgi": (
+        "ZYX",
+        (2, 64, 96),
+        "uint16",
+        {
+            (0, 0): "ae91b2a95bfb7e751d9f8bc85ba72bda4b6f5773825c2f29daed053b25f9803f",
+            (1, 0): "39fea7beb9a72500754f0d4ae344fd84654379e9bad81eaf4fbbf4bfe066c423",
+            (0, 1): "79a315d6bf16f5b28d3da1105f3133a57d92204237ee9f5a560b9ee25ae7b1f6",
+            (1, 1): "1ee843cddf2770812a44fbcde20b951f996ac8c5413526fa4221dce8bcf7883e",
+            (0, 2): "e044e980bfed192ca52b9c85fcfaf46cd1da988ef21c865e86b58bc872530ebc",
+            (1, 2): "fc94aac87a88781fb024ce0d575f0e18c8b606beb609ac3e370b1657645a94d5",
+        },
+    ),
+    "fixture_v4_rgb.sgi": (
+        "YXS",
+        (64, 96, 3),
+        "uint8",
+        {
+            (0, 0): "dc3e824fb7ca126cd4033499bd74c85c9d96a2bbd92689ba9542d84f327d7167",
+            (0, 1): "3302f9b9d95446e75000517618f4db86ab1850bc0ecab83ea476ec21268217bf",
+            (0, 2): "4f144cff07fe679ee6c5f44fe0db1347d189f044da13671cd04dd49d97a8382e",
+        },
+    ),
+}
+
+
+def write_fixtures(directory: Path = DATA) -> None:
+    """How the fixtures were written (napari-sgi 0.1.0, format version 4). Not run by the tests."""
+    import tifffile
+    from PIL import Image
+
+    from napari_sgi.encode.pipeline import compress
+
+    stack = tifffile.imread(DATA / "nuclei_zstack_crop.tif")[:2]  # (3, 48, 48) uint16
+    stack = np.ascontiguousarray(np.tile(stack, (1, 2, 2))[:, :64, :96])
+    compress(
+        stack,
+        directory / "fixture_v4.sgi",
+        preset="fast",
+        axes="ZYX",
+        iterations=40,
+        feature_dim=4,
+        gaussians_per_seed=4,
+        density=0.05,
+        levels=3,
+        grid_levels=2,
+        region_size=64,
+        region_margin=32,
+        resume=False,
+    )
+    with Image.open(DATA / "ihc_crop64.png") as image:
+        rgb = np.asarray(image)  # (64, 64, 3) uint8
+    rgb = np.ascontiguousarray(np.concatenate([rgb, rgb[:, :32]], axis=1))
+    compress(
+        rgb,
+        directory / "fixture_v4_rgb.sgi",
+        preset="compact",
+        iterations=50,
+        gaussians_per_seed=4,
+        density=0.03,
+        levels=3,
+        region_size=64,
+        region_margin=32,
+        resume=False,
+    )
+
+
+def digest(pixels: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+def rendered(name: str) -> dict[tuple[int, int], np.ndarray]:
+    from napari_sgi.reader import open_sgi
+
+    image = open_sgi(DATA / name, n_levels=LEVELS)
+    try:
+        out = {}
+        for level, array in enumerate(image.levels):
+            stack = np.asarray(array)
+            lead = stack.shape[: len(image.file.lead_shape)]
+            for index, position in enumerate(np.ndindex(*lead)):
+                out[index, level] = stack[position]
+        return out
+    finally:
+        image.file.close()
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_committed_file_decodes_to_pinned_pixels(name):
+    axes, shape, dtype, digests = PINNED[name]
+    from napari_sgi.reader import open_sgi
+
+    image = open_sgi(DATA / name, n_levels=LEVELS)
+    image.file.close()
+    assert (DATA / name).read_bytes()[8:12] == (4).to_bytes(4, "little")  # format version 4
+    assert image.metadata["fit"]["levels"] == LEVELS
+    assert (image.axes, image.data.shape, image.data.dtype) == (axes, shape, np.dtype(dtype))
+    got = {key: digest(pixels) for key, pixels in rendered(name).items()}
+    assert got == digests
+
+
+if __name__ == "__main__":  # print the digests of the committed files (after write_fixtures())
+    for name in sorted(PINNED):
+        for key, pixels in rendered(name).items():
+            print(name, key, pixels.shape, pixels.dtype, digest(pixels))
