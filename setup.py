@@ -4,7 +4,7 @@ lives in pyproject.toml.
 Both are plain C ABI shared libraries, loaded with ctypes. The rasterizer
 (``napari_sgi.core._raster_cpu``) holds every instruction-set variant; the variant is chosen at run
 time, so no flag here may tie the build to the machine that compiles it. The decoder
-(``napari_sgi.codec.streams``) decodes torchac's streams without holding the GIL.
+(``napari_sgi.codec.native_decoder``) decodes torchac's streams without holding the GIL.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Symbols are drawn from the distribution they are coded with: a step Q ~ U(0.5, 2
 mean mu ~ N(0, 50 Q), a scale sigma = r Q for each ratio r of the table (and one lognormal(0, 1.5)
 mix), x = rint((mu + sigma z) / Q). "ideal" is -sum log2 P(x) with the exact (unsnapped)
 parameters, P the Gaussian integrated over the bin of x. Encoding is torchac's; decoding is timed
-with the compiled decoder (``core/_kernels/arith_decoder.c``) and with torchac's
+with the compiled decoder (``codec/_kernels/arith_decoder.c``) and with torchac's
 (``NAPARI_SGI_TORCHAC_DECODE=1``), each checked to return the symbols. Throughputs are the best of
 ``--repeats`` runs (symbols per second, the whole call: CDF tables, coder, checksums).
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import git_revision, machine_description, record_section  # noqa: E402
 
 RATIOS: list[float | str] = [0.3, 1.0, 3.0, 30.0, "lognormal(0, 1.5)"]
-TORCHAC_ENV = "NAPARI_SGI_TORCHAC_DECODE"
+TORCHAC_ENV = "NAPARI_SGI_TORCHAC_DECODE"  # native_decoder.TORCHAC_DECODE_ENV
 
 
 def draw(n: int, ratio: float | str, rng: np.random.Generator):
@@ -76,7 +76,7 @@ def decode_with(decoder: str, call):
 
 
 def gaussian_row(ratio, n: int, repeats: int, rng) -> dict:
-    from napari_sgi.codec.streams import decode_gaussian, encode_gaussian
+    from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
 
     x, mean, scale, step = draw(n, ratio, rng)
     encode_s, data = best_time(lambda: encode_gaussian(x, mean, scale, step), repeats)
@@ -99,7 +99,7 @@ def gaussian_row(ratio, n: int, repeats: int, rng) -> dict:
 
 
 def bits_row(n: int, repeats: int, rng) -> dict:
-    from napari_sgi.codec.streams import decode_bits, encode_bits
+    from napari_sgi.codec.bit_stream import decode_bits, encode_bits
 
     bits = (rng.random(n) < 0.3).astype(np.uint8)
     ones = int(bits.sum())
@@ -172,9 +172,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from napari_sgi.codec.streams import native_decoder
+    from napari_sgi.codec.native_decoder import uses_native_decoder
 
-    if not native_decoder():
+    if not uses_native_decoder():
         raise SystemExit("the compiled decoder is not built (pip install -e .)")
     rng = np.random.default_rng(0)
     rows = [gaussian_row(ratio, args.symbols, args.repeats, rng) for ratio in RATIOS]

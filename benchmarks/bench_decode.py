@@ -44,8 +44,8 @@ import sys, time
 start = time.perf_counter()
 from napari_sgi.reader import SGIFile
 imported = time.perf_counter()
-from napari_sgi.codec.streams import _backend
-_backend()
+from napari_sgi.codec.torchac_backend import load_torchac
+load_torchac()
 coder = time.perf_counter()
 image = SGIFile(sys.argv[1]).render_slice(0)
 done = time.perf_counter()

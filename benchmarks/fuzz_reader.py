@@ -139,13 +139,9 @@ def fuzz_reader(iterations: int, rng: random.Random) -> int:
 def fuzz_coder(iterations: int, rng: random.Random) -> int:
     import numpy as np
 
-    from napari_sgi.codec.streams import (
-        CodingError,
-        decode_bits,
-        decode_gaussian,
-        encode_bits,
-        encode_gaussian,
-    )
+    from napari_sgi.codec.bit_stream import decode_bits, encode_bits
+    from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
+    from napari_sgi.errors import CodingError
 
     gen = np.random.default_rng(rng.randrange(2**32))
     n = 4000

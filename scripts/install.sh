@@ -32,5 +32,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # torchac compiles its C++ coder on first import (into a folder of this environment's own); do it
 # now, once, rather than inside the first compression or test.
-.venv/bin/python -c "from napari_sgi.codec.streams import _backend; _backend()"
+.venv/bin/python -c "from napari_sgi.codec.torchac_backend import load_torchac; load_torchac()"
 echo "napari-sgi installed in .venv"

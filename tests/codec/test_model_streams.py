@@ -1,3 +1,6 @@
+"""napari_sgi.codec.model: a model to its file sections and back (named apart from
+tests/core/test_model.py)."""
+
 import copy
 
 import torch
@@ -59,21 +62,6 @@ def test_sections_hold_everything_and_only_the_needed_bytes():
     assert len(sections["weights"]) == stored_size(model) == 4 + _int8_row_bytes(mlps)
     # The hash grid: one Bernoulli-coded bit per entry at most, plus a small header.
     assert len(sections["hash_grid"]) <= model.context.grid.table.numel() / 8 + 64
-
-
-def test_fast_table_helpers_match_numpy_sorts():
-    """The decoder's radix order and dense row lookup are the numpy sorts they replace."""
-    import numpy as np
-
-    from napari_sgi.codec.cdf import distinct_rows, stable_argsort
-
-    rng = np.random.default_rng(0)
-    for spread in (1, 300, 70000, 2**40):  # radix/dense paths and their wide-range fallbacks
-        keys = rng.integers(0, spread, 5000) + 16000
-        assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable"))
-        first, inverse = distinct_rows(keys)
-        assert np.array_equal(keys[first][inverse], keys)
-        assert len(first) == len(np.unique(keys))
 
 
 def test_a_model_without_hash_grid_stores_its_prior_and_decodes_exactly():

@@ -3,31 +3,32 @@ valid or corrupt, and files decoded alike either way."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
 import pytest
 import torch
 
-from napari_sgi.codec import streams as coding
+from napari_sgi.codec.bit_stream import decode_bits, encode_bits
 from napari_sgi.codec.cdf import cdf_rows
-from napari_sgi.codec.streams import (
+from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
+from napari_sgi.codec.native_decoder import (
     TORCHAC_DECODE_ENV,
-    _ac_decode,
-    _backend,
-    decode_bits,
-    decode_gaussian,
-    encode_bits,
-    encode_gaussian,
+    arithmetic_decode,
+    native_library,
+    uses_native_decoder,
 )
+from napari_sgi.codec.torchac_backend import load_torchac
+from napari_sgi.errors import CodingError
 
-needs_native = pytest.mark.skipif(
-    coding._native_library() is None, reason="compiled decoder not built"
-)
+needs_native = pytest.mark.skipif(native_library() is None, reason="compiled decoder not built")
 
 
 def _torchac(table: np.ndarray, code: bytes) -> np.ndarray:
-    return _backend().decode_int16_normalized_cdf(torch.from_numpy(table), code).numpy()
+    return load_torchac().decode_int16_normalized_cdf(torch.from_numpy(table), code).numpy()
 
 
 def _random_rows(rng, n_rows: int, lp: int, monotone: bool = True) -> np.ndarray:
@@ -45,7 +46,7 @@ def _encode(rows: np.ndarray, index: np.ndarray, rng) -> tuple[bytes, np.ndarray
     """A valid stream of symbols drawn uniformly, each coded with its row."""
     table = rows[index]
     symbols = rng.integers(0, rows.shape[1] - 1, len(index)).astype(np.int16)
-    code = _backend().encode_int16_normalized_cdf(
+    code = load_torchac().encode_int16_normalized_cdf(
         torch.from_numpy(table), torch.from_numpy(symbols)
     )
     return code, symbols
@@ -58,10 +59,10 @@ def test_valid_streams_decode_like_torchac(lp):
     rows = _random_rows(rng, 7, lp)
     index = rng.integers(0, len(rows), 5000)
     code, symbols = _encode(rows, index, rng)
-    native = _ac_decode(rows, index, len(index), code)
+    native = arithmetic_decode(rows, index, len(index), code)
     np.testing.assert_array_equal(native, symbols)
     np.testing.assert_array_equal(native, _torchac(rows[index], code))
-    one = _ac_decode(rows[:1], None, len(index), code)  # row 0 for every symbol
+    one = arithmetic_decode(rows[:1], None, len(index), code)  # row 0 for every symbol
     np.testing.assert_array_equal(one, _torchac(np.repeat(rows[:1], len(index), 0), code))
 
 
@@ -80,19 +81,19 @@ def test_corrupt_streams_and_tables_decode_like_torchac(monotone):
         if trial % 5 == 0:
             code = b""
         np.testing.assert_array_equal(
-            _ac_decode(rows, index, n, code), _torchac(rows[index], code), err_msg=f"{trial}"
+            arithmetic_decode(rows, index, n, code), _torchac(rows[index], code), err_msg=f"{trial}"
         )
 
 
 @needs_native
 def test_bad_sizes_and_row_indices_raise():
     rows = np.zeros((2, 3), dtype=np.int16)
-    with pytest.raises(coding.CodingError):
-        _ac_decode(rows, np.array([0, 2]), 2, b"\x00")
-    with pytest.raises(coding.CodingError):
-        _ac_decode(rows, np.array([-1]), 1, b"\x00")
-    with pytest.raises(coding.CodingError):
-        _ac_decode(np.zeros((1, 1), dtype=np.int16), None, 1, b"\x00")
+    with pytest.raises(CodingError):
+        arithmetic_decode(rows, np.array([0, 2]), 2, b"\x00")
+    with pytest.raises(CodingError):
+        arithmetic_decode(rows, np.array([-1]), 1, b"\x00")
+    with pytest.raises(CodingError):
+        arithmetic_decode(np.zeros((1, 1), dtype=np.int16), None, 1, b"\x00")
 
 
 @needs_native
@@ -107,10 +108,10 @@ def test_gaussian_and_bit_streams_decode_alike_with_either_decoder(monkeypatch):
     data = encode_gaussian(x, mean, scale, step)
     bits = (rng.random(300_000) < 0.3).astype(np.uint8)
     bit_data = encode_bits(bits)
-    assert coding.native_decoder()
+    assert uses_native_decoder()
     native = decode_gaussian(data, mean, scale, step), decode_bits(bit_data, len(bits))
     monkeypatch.setenv(TORCHAC_DECODE_ENV, "1")
-    assert not coding.native_decoder()
+    assert not uses_native_decoder()
     reference = decode_gaussian(data, mean, scale, step), decode_bits(bit_data, len(bits))
     for a, b, expected in zip(native, reference, (x, bits), strict=True):
         np.testing.assert_array_equal(a, expected)
@@ -133,7 +134,7 @@ def test_banded_rows_and_threads():
 
     def run(i):
         index, code, _ = jobs[i]
-        results[i] = _ac_decode(rows, index, len(index), code)
+        results[i] = arithmetic_decode(rows, index, len(index), code)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
     for t in threads:
@@ -142,3 +143,40 @@ def test_banded_rows_and_threads():
         t.join()
     for (_, _, symbols), got in zip(jobs, results, strict=True):
         np.testing.assert_array_equal(got, symbols)
+
+
+_READER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from napari_sgi.codec.bit_stream import decode_bits
+    from napari_sgi.codec.gaussian_stream import decode_gaussian
+    z = np.load(sys.argv[1])
+    x = decode_gaussian(z["data"].tobytes(), z["mean"], z["scale"], z["step"])
+    bits = decode_bits(z["bits"].tobytes(), len(z["expected_bits"]))
+    assert np.array_equal(x, z["x"]) and np.array_equal(bits, z["expected_bits"])
+    print(sorted(m for m in ("torchac", "torch.utils.cpp_extension") if m in sys.modules))
+    """
+)
+
+
+@needs_native
+def test_decoding_needs_no_torchac(tmp_path, monkeypatch):
+    """With the compiled decoder, a fresh process decodes both stream kinds without torchac."""
+    monkeypatch.delenv(TORCHAC_DECODE_ENV, raising=False)
+    rng = np.random.default_rng(5)
+    step = rng.uniform(0.1, 2.0, 3000)
+    mean, scale = rng.normal(0, 5, 3000) * step, rng.lognormal(0, 1, 3000) * step
+    x = np.rint((mean + scale * rng.standard_normal(3000)) / step).astype(np.int64)
+    bits = (rng.random(4000) < 0.2).astype(np.uint8)
+    path = tmp_path / "streams.npz"
+    np.savez(
+        path,
+        data=np.frombuffer(encode_gaussian(x, mean, scale, step), np.uint8),
+        bits=np.frombuffer(encode_bits(bits), np.uint8),
+        **dict(mean=mean, scale=scale, step=step, x=x, expected_bits=bits),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _READER, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -1,3 +1,5 @@
+"""Weights sections: int8 rows and float16 round trips, and what is refused."""
+
 import copy
 
 import numpy as np
@@ -46,15 +48,6 @@ def test_weight_rows_are_int8_close_to_the_weights():
         assert (a - b).abs().max().item() <= peak / 254 + 1e-6
 
 
-def test_legacy_float16_sections_still_load():
-    source = _model(0)
-    legacy = b"".join(p.half().numpy().tobytes() for p in _params(source))
-    target = _model(1)
-    load_weights(target, legacy)
-    for a, b in zip(_params(source), _params(target), strict=True):
-        assert torch.equal(a.half().float(), b)
-
-
 def test_a_section_of_the_wrong_length_is_refused():
     model = _model(0)
     data = store_weights(copy.deepcopy(model))
@@ -63,23 +56,12 @@ def test_a_section_of_the_wrong_length_is_refused():
             load_weights(model, bad)
 
 
-def test_sections_with_float16_image_mlps_still_load():
-    """Layout ``SGW8`` (before the image MLPs' matrices became int8 rows)."""
-    from napari_sgi.codec.weights import _dequantize, _int8_rows
-
-    source = _model(0)
-    chunks, expected = [b"SGW8"], []
-    for module in (source.mlp_color, source.mlp_cov, source.context.mlp):
-        for p in module.parameters():
-            values = p.detach().numpy()
-            if module is source.context.mlp and p.ndim == 2:
-                scales, q = _int8_rows(values)
-                chunks += [scales.astype("<f2").tobytes(), q.tobytes()]
-                expected.append(torch.from_numpy(_dequantize(scales, q)))
-            else:
-                chunks.append(values.astype("<f2").tobytes())
-                expected.append(torch.from_numpy(values.astype("<f2").astype(np.float32)))
-    target = _model(1)
-    load_weights(target, b"".join(chunks))
-    for a, b in zip(expected, _params(target), strict=True):
-        assert torch.equal(a, b)
+def test_a_section_of_another_layout_is_refused():
+    """Only ``SGW9`` is read: the pre-release layouts (``SGW8``, magic-less float16) are not."""
+    model = _model(0)
+    data = store_weights(copy.deepcopy(model))
+    with pytest.raises(ValueError, match="SGW8"):
+        load_weights(model, b"SGW8" + data[4:])
+    float16 = b"".join(p.half().numpy().tobytes() for p in _params(model))
+    with pytest.raises(ValueError, match="weight section"):
+        load_weights(model, float16)

@@ -1,9 +1,10 @@
 """A fitted model to the byte sections of a `.sgi` file and back (sgi-method §9, our format).
 
-What is stored per slice: the MLP weights (float16, the context MLP's matrices int8: see
-:mod:`.weights`), the binarised hash grid (one Bernoulli-coded
-bit per entry) and the quantised seed attributes (discretised-Gaussian coded, with means, scales and
-steps from the context model). Seed positions are regenerated from the model configuration.
+What is stored per slice: the MLP weights (matrices as int8 rows, biases float16: see
+:mod:`.weights`), the binarised hash grid (one Bernoulli-coded bit per entry,
+:mod:`.bit_stream`) and the quantised seed attributes (discretised-Gaussian coded,
+:mod:`.gaussian_stream`, with means, scales and steps from the context model). Seed positions
+are regenerated from the model configuration.
 
 Exactness: the encoder installs in its model exactly the values the decoder will rebuild (stored
 weights, +-1 grid, ``symbol * step``) before it renders and measures, so the decoded image is the
@@ -21,7 +22,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from napari_sgi.codec.streams import decode_bits, decode_gaussian, encode_bits, encode_gaussian
+from napari_sgi.codec.bit_stream import decode_bits, encode_bits
+from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
 from napari_sgi.codec.weights import load_weights, store_weights
 from napari_sgi.core.entropy import GROUPS
 from napari_sgi.core.model import Attributes, ModelConfig, SGIModel

@@ -13,9 +13,7 @@ Layout (little-endian), after the 4-byte magic ``SGW9``: for every parameter in 
 (``mlp_color``, ``mlp_cov``, ``context.mlp``; each ``Linear``'s weight then bias), either its
 float16 values (biases) or, for weight matrices, the float16 row scales then the int8 values,
 row-major. A model without a hash grid (``grid_levels=0``) has no context MLP: its constant prior
-(``context.prior``) follows as float16 instead. Earlier layouts are still read: magic ``SGW8``
-(only the context MLP's matrices int8, the image MLPs float16) and, with no magic, every parameter
-as float16.
+(``context.prior``) follows as float16 instead. Only this layout is read and written.
 """
 
 from __future__ import annotations
@@ -25,9 +23,7 @@ import torch
 
 from napari_sgi.core.model import SGIModel
 
-MAGIC = b"SGW9"  # written: every weight matrix int8 rows
-CONTEXT_INT8 = b"SGW8"  # read: only the context MLP's matrices int8
-LAYOUTS = (MAGIC, CONTEXT_INT8, b"")  # b"": the first layout, all float16, no magic
+MAGIC = b"SGW9"  # every weight matrix int8 rows
 IMAGE_MODULES = ("mlp_color", "mlp_cov")
 CONTEXT_MODULE = "context.mlp"
 
@@ -39,17 +35,13 @@ def _module(model: SGIModel, name: str) -> torch.nn.Module:
     return module
 
 
-def _parameters(model: SGIModel, layout: bytes = MAGIC) -> list[tuple[torch.Tensor, bool]]:
-    """Every stored parameter in file order, with whether ``layout`` stores it as int8 rows."""
-    image = [
-        (p, layout == MAGIC and p.ndim == 2)
-        for name in IMAGE_MODULES
-        for p in _module(model, name).parameters()
-    ]
+def _parameters(model: SGIModel) -> list[tuple[torch.Tensor, bool]]:
+    """Every stored parameter in file order, with whether it is stored as int8 rows."""
+    image = [p for name in IMAGE_MODULES for p in _module(model, name).parameters()]
     if model.context.prior is not None:
-        return image + [(model.context.prior, False)]
-    context = _module(model, CONTEXT_MODULE).parameters()
-    return image + [(p, layout != b"" and p.ndim == 2) for p in context]
+        return [(p, p.ndim == 2) for p in image] + [(model.context.prior, False)]
+    context = list(_module(model, CONTEXT_MODULE).parameters())
+    return [(p, p.ndim == 2) for p in image + context]
 
 
 def _int8_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +58,8 @@ def _dequantize(scales: np.ndarray, values: np.ndarray) -> np.ndarray:
     return values.astype(np.float32) * scales.astype(np.float32)[:, None]
 
 
-def stored_size(model: SGIModel, layout: bytes = MAGIC) -> int:
-    """Bytes of the weights section of ``model`` (in the layout with magic ``layout``).
+def stored_size(model: SGIModel) -> int:
+    """Bytes of the weights section of ``model``.
 
     Examples
     --------
@@ -77,8 +69,8 @@ def stored_size(model: SGIModel, layout: bytes = MAGIC) -> int:
     >>> stored_size(model) == len(store_weights(model))
     True
     """
-    size = len(layout)
-    for param, as_int8 in _parameters(model, layout):
+    size = len(MAGIC)
+    for param, as_int8 in _parameters(model):
         size += param.numel() + 2 * param.shape[0] if as_int8 else 2 * param.numel()
     return size
 
@@ -103,22 +95,22 @@ def store_weights(model: SGIModel) -> bytes:
 
 @torch.no_grad()
 def load_weights(model: SGIModel, data: bytes) -> None:
-    """Install the weights of a weights section into ``model`` (any layout).
+    """Install the weights of a weights section (of :func:`store_weights`) into ``model``.
 
     Raises
     ------
     ValueError
-        If the section's length is not what the model's shapes need.
+        If the section does not start with ``SGW9`` or its length is not what the model's shapes
+        need.
     """
-    for layout in LAYOUTS:
-        if data.startswith(layout) and len(data) == stored_size(model, layout):
-            break
-    else:
+    if not data.startswith(MAGIC):
+        raise ValueError(f"weight section starts with {data[:4]!r}, not {MAGIC!r}")
+    if len(data) != stored_size(model):
         raise ValueError(
             f"weight section holds {len(data)} bytes, the model needs {stored_size(model)}"
         )
-    position = len(layout)
-    for param, as_int8 in _parameters(model, layout):
+    position = len(MAGIC)
+    for param, as_int8 in _parameters(model):
         n = param.numel()
         if as_int8:
             rows = param.shape[0]

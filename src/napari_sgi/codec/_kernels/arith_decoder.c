@@ -1,4 +1,4 @@
-/* Arithmetic decoder of torchac's streams (napari_sgi.codec.streams), without torchac.
+/* Arithmetic decoder of torchac's streams (napari_sgi.codec.native_decoder), without torchac.
  *
  * Plain C ABI, loaded with ctypes, which releases the GIL during the call: decode threads then
  * run side by side (torchac's pybind11 function holds the GIL), and decoding needs neither torchac

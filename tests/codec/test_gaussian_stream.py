@@ -1,4 +1,5 @@
-"""Entropy coder: round trips, determinism across processes, checksums, efficiency, bad streams."""
+"""Gaussian symbol streams: round trips, determinism across processes, checksums, efficiency,
+bad streams."""
 
 from __future__ import annotations
 
@@ -10,16 +11,10 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from napari_sgi.codec import cdf as _coding_cdf
-from napari_sgi.codec import streams as coding
-from napari_sgi.codec.streams import (
-    CodingError,
-    CodingMismatchError,
-    decode_bits,
-    decode_gaussian,
-    encode_bits,
-    encode_gaussian,
-)
+from napari_sgi.codec import cdf
+from napari_sgi.codec import gaussian_stream as stream
+from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
+from napari_sgi.errors import CodingError, CodingMismatchError
 
 
 def _draw(n, sigma_over_q, rng, mean_spread=30.0, outliers=0.0):
@@ -38,11 +33,6 @@ def _ideal_bits(x, mean, scale, step):
     hi = ndtr(((x + 0.5) * step - mean) / scale)
     lo = ndtr(((x - 0.5) * step - mean) / scale)
     return float(-np.log2(np.maximum(hi - lo, 1e-300)).sum())
-
-
-def test_phi_is_accurate():
-    t = np.linspace(-40, 40, 400_001)
-    assert np.abs(_coding_cdf.phi(t) - ndtr(t)).max() < 2e-7
 
 
 @pytest.mark.parametrize("sigma", [0.01, 0.3, 1.0, 7.0, 150.0, 3000.0])
@@ -93,14 +83,14 @@ def test_chunks_respect_the_table_budget(monkeypatch):
     x, mean, scale, step = _draw(50_000, rng.lognormal(1.0, 1.5, 50_000), rng)
     budget = 1 << 20
     sizes = []
-    real = coding.chunk_table
+    real = stream.chunk_table
 
     def spy(*args):
         table = real(*args)
         sizes.append(table.nbytes)
         return table
 
-    monkeypatch.setattr(coding, "chunk_table", spy)
+    monkeypatch.setattr(stream, "chunk_table", spy)
     data = encode_gaussian(x, mean, scale, step, max_table_bytes=budget)
     assert len(sizes) > 5 and max(sizes) <= budget
     np.testing.assert_array_equal(decode_gaussian(data, mean, scale, step), x)
@@ -160,7 +150,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, numpy as np, torch
     torch.set_num_threads(int(sys.argv[2]))
-    from napari_sgi.codec.streams import decode_gaussian, encode_gaussian
+    from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
     z = np.load(sys.argv[1])
     out = decode_gaussian(z["data"].tobytes(), z["mean"], z["scale"], z["step"])
     again = encode_gaussian(out, z["mean"], z["scale"], z["step"])
@@ -188,11 +178,10 @@ def test_decode_in_another_process_with_other_threads(tmp_path):
     np.testing.assert_array_equal(np.load(str(path) + ".out.npy"), x)
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_corrupt_streams_raise_coding_error(version):
+def test_corrupt_streams_raise_coding_error():
     rng = np.random.default_rng(9)
     x, mean, scale, step = _draw(3000, 2.0, rng, outliers=0.01)
-    data = encode_gaussian(x, mean, scale, step, version=version)
+    data = encode_gaussian(x, mean, scale, step)
     with pytest.raises(CodingError, match="truncated|add up"):
         decode_gaussian(data[:-3], mean, scale, step)
     with pytest.raises(CodingError, match="not a Gaussian"):
@@ -210,19 +199,15 @@ def test_corrupt_streams_raise_coding_error(version):
         np.testing.assert_array_equal(out, x)  # a flip in an unused bit: still right
 
 
-def test_both_stream_versions_decode_and_the_second_is_smaller():
+def test_streams_are_version_2_and_version_1_is_refused_clearly():
     rng = np.random.default_rng(4)
-    x, mean, scale, step = _draw(5000, 1.5, rng, outliers=0.001)
-    old = encode_gaussian(x, mean, scale, step, version=1)
-    new = encode_gaussian(x, mean, scale, step)
-    assert old[:4] == b"SGIG" and new[:2] == b"G\x02"
-    for data in (old, new):
-        np.testing.assert_array_equal(decode_gaussian(data, mean, scale, step), x)
-    # The same payload; the headers: 20 + 20 bytes per chunk (v1), about 6 + 11 (v2).
-    assert len(old) - len(new) >= 20
-    assert old.endswith(new[-100:])
-    with pytest.raises(ValueError, match="version"):
-        encode_gaussian(x, mean, scale, step, version=3)
+    x, mean, scale, step = _draw(500, 1.5, rng)
+    data = encode_gaussian(x, mean, scale, step)
+    assert data[:2] == b"G\x02"
+    # A version-1 stream (pre-release): 20-byte header, then 20 bytes per chunk.
+    old = b"SGIG\x01\x06\x07\x14" + len(x).to_bytes(8, "little") + bytes(4)
+    with pytest.raises(CodingError, match="version 1 .* no longer read"):
+        decode_gaussian(old, mean, scale, step)
 
 
 @pytest.mark.parametrize(
@@ -242,118 +227,10 @@ def test_malformed_compact_headers_raise_coding_error(head, message):
         decode_gaussian(head, np.zeros(1), np.ones(1), np.ones(1))
 
 
-@pytest.mark.parametrize("p", [0.0, 1.0, 0.5, 0.03, 0.9])
-def test_bits_round_trip_and_size(p):
-    rng = np.random.default_rng(10)
-    n = 251_904
-    bits = rng.random(n) < p
-    data = encode_bits(bits)
-    np.testing.assert_array_equal(decode_bits(data, n), bits.astype(np.uint8))
-    q = bits.mean()
-    ideal = 0.0 if q in (0.0, 1.0) else -n * (q * np.log2(q) + (1 - q) * np.log2(1 - q))
-    assert 8 * len(data) <= ideal * 1.01 + 400
-
-
-def test_bits_inputs_and_errors():
-    assert decode_bits(encode_bits(np.array([], np.uint8))).shape == (0,)
-    data = encode_bits([1, 0, 1, 1])
-    assert decode_bits(data).tolist() == [1, 0, 1, 1]
-    with pytest.raises(CodingMismatchError):
-        decode_bits(data, 5)
-    with pytest.raises(ValueError):
-        encode_bits([0, 2])
-    with pytest.raises(ValueError):
-        encode_bits([-1, 1])
-    with pytest.raises(CodingError):
-        decode_bits(data[:-1])
-    with pytest.raises(CodingError):
-        decode_bits(b"SGIG" + data[4:])
-
-
-def _reference_rows(offset, sigma, w):
-    """The table recipe of docs/format.md, written the slow and obvious way."""
-    lp = 2 * w + 4
-    scale = float(2**16 - (lp - 1))
-    t = (np.arange(2 * w + 2)[None, :] - (w + 0.5) - offset[:, None]) / sigma[:, None]
-    a = np.floor(_coding_cdf.phi(np.clip(t, -10.0, 10.0)) * scale + 0.5).astype(np.int64)
-    a = np.maximum.accumulate(a, axis=1)
-    full = np.concatenate([np.zeros((len(a), 1), np.int64), a, np.full((len(a), 1), scale)], 1)
-    return ((full.astype(np.int64) + np.arange(lp)) & 0xFFFF).astype(np.uint16).view(np.int16)
-
-
-@pytest.mark.parametrize("w", [0, 3, 40, 4095])
-def test_banded_table_equals_the_recipe(w):
-    rng = np.random.default_rng(w)
-    offset = rng.integers(-32, 32, 300) / 64.0
-    sigma = np.ldexp(rng.integers(64, 128, 300).astype(float), rng.integers(-12, 6, 300))
-    np.testing.assert_array_equal(
-        _coding_cdf.cdf_rows(offset, sigma, w), _reference_rows(offset, sigma, w)
-    )
-
-
-def test_constant_bit_stream_claiming_huge_count_is_refused():
-    data = bytearray(encode_bits(np.zeros(10, np.uint8)))
-    data[8:16] = (2**60).to_bytes(8, "little")
-    with pytest.raises(CodingError, match="pass n"):
-        decode_bits(bytes(data))
-    with pytest.raises(CodingMismatchError):
-        decode_bits(bytes(data), 10)
-
-
-def _reference_snap(mean, scale, step, g, b):
-    """Snapping and coding order of docs/format.md §4.2, element by element as written there:
-    the permutation, and in coding order the centre c, offset f and sigma s'."""
-    s = np.clip(scale / step, 2.0**-6, 2.0**30)
-    m, e = np.frexp(s)
-    mi = np.floor(np.ldexp(m, b) + 0.5)
-    e = e + (mi == 2**b)
-    mi = np.where(mi == 2**b, 2.0 ** (b - 1), mi)
-    sigma = np.ldexp(mi, e - b)
-    h = g - np.clip(e - 1, 0, g)
-    k = np.floor(np.ldexp(mean / step, h) + 0.5).astype(np.int64)
-    c = (k + np.where(h > 0, 1 << np.maximum(h - 1, 0), 0)) >> h
-    f = np.ldexp((k - (c << h)).astype(np.float64), -h)
-    perm = np.argsort((e + 64) * 2 ** (b + 1) + mi, kind="stable")
-    return perm, c[perm], f[perm], sigma[perm]
-
-
-@pytest.mark.parametrize("g, b", [(6, 7), (0, 2), (12, 12), (3, 5)])
-def test_snapping_and_row_keys_follow_the_recipe(g, b):
-    """prepare_block's runs of equal grids and its row keys give the recipe's numbers exactly."""
-    rng = np.random.default_rng(g * 16 + b)
-    n = 20_000
-    step = np.where(rng.random(n) < 0.5, rng.uniform(0.01, 3.0, n), 2.0 ** -rng.integers(0, 8, n))
-    scale = rng.lognormal(rng.uniform(-5, 8), 2.5, n) * step
-    scale[rng.random(n) < 0.05] = 0.0
-    scale[rng.random(n) < 0.02] = 1e12
-    mean = rng.normal(0, 10.0 ** rng.uniform(-1, 5, n)) * step
-    mean[rng.random(n) < 0.05] = rng.choice([0.5, -0.5, 1.5, -2.5], 1)[0] * step[0]
-    perm, centre, key, octave = _coding_cdf.prepare_block(mean, scale, step, g, b)
-    ref_perm, ref_c, ref_f, ref_sigma = _reference_snap(mean, scale, step, g, b)
-    np.testing.assert_array_equal(perm, ref_perm)
-    np.testing.assert_array_equal(centre, ref_c)
-    offset, sigma = _coding_cdf.row_parameters(key, g, b)
-    np.testing.assert_array_equal(offset, ref_f)
-    np.testing.assert_array_equal(sigma, ref_sigma)
-    assert np.all(np.diff(octave) >= 0)
-
-
-def test_chunk_tables_from_cached_rows_equal_fresh_rows(monkeypatch):
-    """A chunk table is its keys' rows, whether they are computed or copied from the cache."""
-    monkeypatch.setattr(_coding_cdf, "_ROWS", {})
+def test_decoding_with_an_empty_row_cache(monkeypatch):
+    """The decoder's tables do not depend on the rows the encoder left in the cache."""
     rng = np.random.default_rng(11)
     x, mean, scale, step = _draw(30_000, rng.lognormal(0.0, 1.0, 30_000), rng)
-    _, _, key, _ = _coding_cdf.prepare_block(mean, scale, step, 6, 7)
-    for w in (3, 12):
-        fresh = _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key[:9000], 6, 7), w)
-        np.testing.assert_array_equal(_coding_cdf.chunk_table(key[:9000], w, 6, 7), fresh)
-        again = _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key[4000:], 6, 7), w)
-        np.testing.assert_array_equal(_coding_cdf.chunk_table(key[4000:], w, 6, 7), again)
-    monkeypatch.setattr(_coding_cdf, "ROW_CACHE_BYTES", 0)  # a full cache still gives rows
-    np.testing.assert_array_equal(
-        _coding_cdf.chunk_table(key, 5, 6, 7),
-        _coding_cdf.cdf_rows(*_coding_cdf.row_parameters(key, 6, 7), 5),
-    )
     data = encode_gaussian(x, mean, scale, step)
-    monkeypatch.setattr(_coding_cdf, "_ROWS", {})
+    monkeypatch.setattr(cdf, "_ROWS", {})
     np.testing.assert_array_equal(decode_gaussian(data, mean, scale, step), x)
