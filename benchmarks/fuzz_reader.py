@@ -29,9 +29,8 @@ from collections import Counter
 from pathlib import Path
 
 from napari_sgi.errors import SGIFormatError
-from napari_sgi.file.container import SGIReader, write_sgi
-from napari_sgi.file.format_v1 import MAGIC, FormatV1, SectionEntry
-from napari_sgi.file.format_v4 import FormatV4
+from napari_sgi.file.container import SGIReader, SGIWriter
+from napari_sgi.file.format import MAGIC, VERSION, Format, SectionEntry
 
 
 def valid_file(rng: random.Random) -> bytes:
@@ -50,7 +49,9 @@ def valid_file(rng: random.Random) -> bytes:
     }
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "f.sgi"
-        write_sgi(path, header, sections)
+        with SGIWriter(path, header) as writer:
+            for name, data in sections.items():
+                writer.add_section(name, data)
         return path.read_bytes()
 
 
@@ -77,25 +78,20 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     # Structured damage behind valid checksums: arbitrary index values or header fields.
     payload = rng.randbytes(rng.randint(0, 200))
     if kind == "index":
-        big = [0, 1, 31, 32, 33, len(payload), 2**32, 2**63, 2**64 - 1]
-        entries = [
-            SectionEntry(f"s{i}", rng.choice(big + [rng.randrange(300)]), rng.choice(big), 0)
+        size = len(payload)
+        big = [0, 1, max(0, size - 1), size, size + 1, 2**32, 2**63, 2**64 - 1]
+        entries = [  # the index stores lengths only: offsets follow from them
+            SectionEntry(f"s{i}", 0, rng.choice(big + [rng.randrange(300)]), 0)
             for i in range(rng.randint(0, 4))
         ]
         header = b"{}"
     else:
-        entries = [SectionEntry("p", 32, len(payload), zlib.crc32(payload))]
+        entries = [SectionEntry("p", 16, len(payload), zlib.crc32(payload))]
         field = rng.choice(["shape", "axes", "dtype", "scale", "contrast_limits", "n_slices"])
         value = rng.choice([None, -1, 0, 10**13, [10**7] * 3, "ZZ", "float64", [1, -1], [[0, 1]]])
         header = json.dumps({field: value}).encode()
-    if rng.random() < 0.5:  # the layout of version 1 (offsets in the index) or of version 4
-        footer = FormatV1().encode_footer(header, entries)
-        pre = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32 + len(payload), len(footer))
-    else:
-        entries = [SectionEntry(e.name, 16, e.length, e.crc32) for e in entries]
-        footer = FormatV4().encode_footer(header, entries)
-        pre = struct.pack("<8sII", MAGIC, 4, len(footer))
-    return kind, pre + payload + footer
+    footer = Format().encode_footer(header, entries)  # offsets are implied by the lengths
+    return kind, struct.pack("<8sII", MAGIC, VERSION, len(footer)) + payload + footer
 
 
 def read_everything(data: bytes) -> None:

@@ -52,7 +52,7 @@ def get_reader(path: str | Sequence[str]) -> Callable[[str], list[LayerData]] | 
 
 def _has_magic(path: str) -> bool:
     """Whether the file starts like a napari-sgi container (another tool's ``.sgi`` does not)."""
-    from napari_sgi.file.format_v1 import MAGIC
+    from napari_sgi.file.format import MAGIC
 
     with open(path, "rb") as f:
         return f.read(len(MAGIC)) == MAGIC

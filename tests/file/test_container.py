@@ -13,9 +13,8 @@ import zlib
 import pytest
 
 from napari_sgi.errors import MissingSectionError, SGIFormatError
-from napari_sgi.file.container import SGIReader, SGIWriter, read_sgi, sgi_info, write_sgi
-from napari_sgi.file.format_v1 import MAGIC, FormatV1, SectionEntry
-from napari_sgi.file.formats import CurrentFormat
+from napari_sgi.file.container import SGIReader, SGIWriter, sgi_info
+from napari_sgi.file.format import MAGIC, VERSION, Format, SectionEntry
 
 HEADER = {
     "shape": [3, 64, 80],
@@ -36,18 +35,29 @@ SECTIONS = {
 }
 
 
+def write_sgi(path, header, sections, *, overwrite=True):
+    """A whole file written atomically, sections in the mapping's order."""
+    with SGIWriter(path, header, overwrite=overwrite) as writer:
+        for name, data in sections.items():
+            writer.add_section(name, data)
+
+
+def read_sgi(source) -> tuple[dict, dict[str, bytes]]:
+    """``(header, {name: bytes})`` with every CRC checked."""
+    with SGIReader(source) as reader:
+        return reader.header, {n: reader.read_section(n) for n in reader.section_names}
+
+
 def _write(tmp_path, header=HEADER, sections=SECTIONS, name="a.sgi"):
     path = tmp_path / name
     write_sgi(path, header, sections)
     return path
 
 
-def _raw_file(header_json: bytes, entries, payload: bytes, *, version=1, flags=0, fix=True):
-    """A v1 file from parts, with no validation: for crafting bad files with valid checksums."""
-    footer = FormatV1().encode_footer(header_json, entries)
-    offset = 32 + len(payload)
-    pre = struct.pack("<8sIIQQ", MAGIC, version, flags, offset, len(footer) if fix else 0)
-    return pre + payload + footer
+def _raw_file(header_json: bytes, entries, payload: bytes) -> bytes:
+    """A file from parts, with no validation: for crafting bad files with valid checksums."""
+    footer = Format().encode_footer(header_json, entries)
+    return struct.pack("<8sII", MAGIC, VERSION, len(footer)) + payload + footer
 
 
 def _open_bytes(data: bytes) -> SGIReader:
@@ -63,7 +73,7 @@ def test_round_trip(tmp_path):
     assert header == HEADER
     assert sections == SECTIONS and list(sections) == list(SECTIONS)
     with SGIReader(path) as r:
-        assert r.format_version == CurrentFormat.version
+        assert r.format_version == VERSION == 4
         assert r.file_size == os.path.getsize(path)
         assert r.section_sizes == {k: len(v) for k, v in SECTIONS.items()}
         assert "slice/1/mlp" in r and "nope" not in r
@@ -82,7 +92,7 @@ def test_streaming_writer_writes_sections_as_they_come(tmp_path):
         w.add_section("a", buf)
         buf[:] = b"XXXXX"  # the writer kept no reference: the bytes are already in the file
         w.add_section("b", memoryview(b"second"))
-        assert w.bytes_written == CurrentFormat().preamble_size + 5 + 6
+        assert w.bytes_written == Format().preamble_size + 5 + 6
         w.header["quality"] = {"psnr": 40.5}
     header, sections = read_sgi(path)
     assert sections == {"a": b"first", "b": b"second"}
@@ -122,7 +132,8 @@ def test_info_adds_up_to_file_size(tmp_path):
     path = _write(tmp_path)
     info = sgi_info(path)
     assert info.total == info.file_size == os.path.getsize(path)
-    assert info.overhead["preamble"] == CurrentFormat().preamble_size == 16
+    assert info.overhead["preamble"] == Format().preamble_size == 16
+    assert set(info.overhead) == {"preamble", "header+index"}
     assert info.grouped() == {"mlp": 100, "features": 1027}
     assert info.grouped(0) == {"slice": 1127}
     assert "total" in str(info)
@@ -152,7 +163,7 @@ def test_reading_one_section_reads_only_its_range(tmp_path):
     reader = SGIReader(f)
     entry = reader.section_entry("slice/3/features")
     opened = list(f.ranges)
-    assert sum(b - a for a, b in opened) < 32 + 2000  # preamble and footer only
+    assert sum(b - a for a, b in opened) < 16 + 2000  # preamble and footer only
     f.ranges.clear()
     assert reader.read_section("slice/3/features") == bytes([3]) * 50_000
     assert f.ranges == [(entry.offset, entry.offset + entry.length)]
@@ -278,10 +289,13 @@ def test_foreign_files(tmp_path):
         SGIReader(path)
 
 
-def test_newer_and_unknown_versions(tmp_path):
+def test_pre_release_newer_and_unknown_versions(tmp_path):
     data = bytearray(_write(tmp_path).read_bytes())
-    data[8:12] = struct.pack("<I", CurrentFormat.version + 1)
-    _expect(bytes(data), "newer napari-sgi")
+    for version in (1, 2, 3):
+        data[8:12] = struct.pack("<I", version)
+        _expect(bytes(data), f"format version {version}, a pre-release development version")
+    data[8:12] = struct.pack("<I", VERSION + 1)
+    _expect(bytes(data), "newer napari-sgi.*upgrade napari-sgi")
     data[8:12] = struct.pack("<I", 0)
     _expect(bytes(data), "unknown .sgi format version 0")
     data[8:12] = struct.pack("<I", 0xDEADBEEF)
@@ -322,42 +336,26 @@ def test_absurd_preamble_values_fail_without_allocating(tmp_path):
     assert peak < 4 << 20
 
 
-def _good_entries(payload_sizes):
-    entries, offset = [], 32
-    for i, n in enumerate(payload_sizes):
-        entries.append(SectionEntry(f"s{i}", offset, n, zlib.crc32(b"\x00" * n)))
-        offset += n
-    return entries
-
-
 def test_crafted_indexes_with_valid_checksums():
+    # Offsets are implied by the lengths (the first section at 16); the lengths must tile the
+    # section area exactly.
     payload = b"\x00" * 30
-    ok = _raw_file(b"{}", _good_entries([10, 20]), payload)
-    assert read_sgi(io.BytesIO(ok))[1] == {"s0": b"\x00" * 10, "s1": b"\x00" * 20}
-    cases = {
-        "past EOF": [SectionEntry("a", 32, 10, 0), SectionEntry("b", 42, 1 << 40, 0)],
-        "negative-like": [SectionEntry("a", 32, 2**64 - 1, 0)],
-        "overlap": [SectionEntry("a", 32, 20, 0), SectionEntry("b", 40, 10, 0)],
-        "gap": [SectionEntry("a", 32, 10, 0)],
-        "twice": [SectionEntry("a", 32, 15, 0), SectionEntry("a", 47, 15, 0)],
-        "name": [SectionEntry("bad name", 32, 30, 0)],
+    entries = [SectionEntry("s0", 16, 10, zlib.crc32(payload[:10]))]
+    entries.append(SectionEntry("s1", 26, 20, zlib.crc32(payload[:20])))
+    assert read_sgi(io.BytesIO(_raw_file(b"{}", entries, payload)))[1] == {
+        "s0": b"\x00" * 10,
+        "s1": b"\x00" * 20,
     }
-    for what, entries in cases.items():
-        with pytest.raises(SGIFormatError, match="outside|account|twice|name"):
+    cases = {
+        "past the end": [SectionEntry("a", 16, 10, 0), SectionEntry("b", 26, 1 << 40, 0)],
+        "negative-like": [SectionEntry("a", 16, 2**64 - 1, 0)],
+        "gap": [SectionEntry("a", 16, 10, 0)],
+        "overlap": [SectionEntry("a", 16, 20, 0), SectionEntry("b", 36, 20, 0)],
+        "twice": [SectionEntry("a", 16, 15, 0), SectionEntry("a", 31, 15, 0)],
+    }
+    for entries in cases.values():
+        with pytest.raises(SGIFormatError, match="outside|account|twice"):
             _open_bytes(_raw_file(b"{}", entries, payload))
-        del what
-
-
-def test_huge_lengths_in_the_footer():
-    fmt = FormatV1()
-    body = fmt.FOOTER_TAG + struct.pack("<I", 0x7FFFFFFF) + b"{}" + struct.pack("<I", 0)
-    footer = body + struct.pack("<I", zlib.crc32(body))
-    data = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32, len(footer)) + footer
-    _expect(data, "header length")
-    body = fmt.FOOTER_TAG + struct.pack("<I", 2) + b"{}" + struct.pack("<I", 0xFFFFFFFF)
-    footer = body + struct.pack("<I", zlib.crc32(body))
-    data = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32, len(footer)) + footer
-    _expect(data, "section count")
 
 
 @pytest.mark.parametrize(

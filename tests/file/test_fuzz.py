@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_sgi.errors import SGIFormatError
-from napari_sgi.file.container import SGIReader, write_sgi
-from napari_sgi.file.format_v1 import MAGIC, FormatV1, SectionEntry
-from napari_sgi.file.format_v4 import FormatV4
+from napari_sgi.file.container import SGIReader, SGIWriter
+from napari_sgi.file.format import MAGIC, VERSION, Format, SectionEntry
 
 
 def _valid_file() -> bytes:
@@ -23,7 +22,9 @@ def _valid_file() -> bytes:
     sections = {"slice/0/mlp": b"m" * 40, "slice/0/features": bytes(range(200)), "x": b""}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "v.sgi"
-        write_sgi(path, header, sections)
+        with SGIWriter(path, header) as writer:
+            for name, data in sections.items():
+                writer.add_section(name, data)
         return path.read_bytes()
 
 
@@ -120,19 +121,13 @@ def test_structured_garbage_with_valid_checksums(header, numbers):
         SectionEntry(f"s{i}", numbers[i], numbers[i + 1], 0) for i in range(0, len(numbers) - 1, 2)
     ]
     payload = b"\x00" * 64
-    for version in (1, 4):
-        read_everything(_crafted(version, header_json, entries, payload))
-        # Same header behind a correct index: the reader accepts it or names the bad field.
-        entry = [SectionEntry("p", 32 if version == 1 else 16, 64, zlib.crc32(payload))]
-        read_everything(_crafted(version, header_json, entry, payload))
+    read_everything(_crafted(header_json, entries, payload))
+    # Same header behind a correct index: the reader accepts it or names the bad field.
+    entry = [SectionEntry("p", 16, 64, zlib.crc32(payload))]
+    read_everything(_crafted(header_json, entry, payload))
 
 
-def _crafted(version: int, header_json: bytes, entries, payload: bytes) -> bytes:
-    """A file of format ``version`` (1 or 4) from raw parts, with valid checksums."""
-    if version == 1:
-        footer = FormatV1().encode_footer(header_json, entries)
-        preamble = struct.pack("<8sIIQQ", MAGIC, 1, 0, 32 + len(payload), len(footer))
-    else:
-        footer = FormatV4().encode_footer(header_json, entries)
-        preamble = struct.pack("<8sII", MAGIC, 4, len(footer))
-    return preamble + payload + footer
+def _crafted(header_json: bytes, entries, payload: bytes) -> bytes:
+    """A file from raw parts, with valid checksums."""
+    footer = Format().encode_footer(header_json, entries)
+    return struct.pack("<8sII", MAGIC, VERSION, len(footer)) + payload + footer

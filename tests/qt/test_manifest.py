@@ -39,7 +39,7 @@ def test_contributions(manifest):
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):
-    from napari_sgi.file.format_v1 import MAGIC
+    from napari_sgi.file.format import MAGIC
 
     sgi = tmp_path / "a.sgi"
     sgi.write_bytes(MAGIC + bytes(32))

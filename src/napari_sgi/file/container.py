@@ -12,7 +12,8 @@ Examples
 --------
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "demo.sgi")
->>> write_sgi(path, {"shape": [64, 64], "axes": "YX"}, {"slice/0/mlp": b"\\x00" * 10})
+>>> with SGIWriter(path, {"shape": [64, 64], "axes": "YX"}) as w:
+...     w.add_section("slice/0/mlp", b"\\x00" * 10)
 >>> with SGIReader(path) as r:
 ...     r.header["axes"], r.section_names, r.read_section("slice/0/mlp")[:2]
 ('YX', ['slice/0/mlp'], b'\\x00\\x00')
@@ -22,7 +23,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 import zlib
@@ -32,11 +32,10 @@ from typing import Any, BinaryIO
 
 from napari_sgi.errors import MissingSectionError, SGIFormatError
 from napari_sgi.file.atomic import AtomicFile
-from napari_sgi.file.format_v1 import SectionEntry, check_section_name
-from napari_sgi.file.formats import MAX_PREAMBLE, CurrentFormat, detect_format
+from napari_sgi.file.format import Format, SectionEntry, check_section_name, detect_format
 from napari_sgi.file.header import MAX_HEADER_BYTES, decode_header, encode_header
 
-__all__ = ["SGIReader", "SGIWriter", "SizeBreakdown", "read_sgi", "sgi_info", "write_sgi"]
+__all__ = ["SGIReader", "SGIWriter", "SizeBreakdown", "sgi_info"]
 
 Source = str | os.PathLike | BinaryIO
 
@@ -75,14 +74,14 @@ class SGIWriter:
     ) -> None:
         self.header: dict[str, Any] = dict(header or {})
         encode_header(self.header)  # fail before creating anything
-        self._format = CurrentFormat()
+        self._format = Format()
         self._entries: list[SectionEntry] = []
         self._names: set[str] = set()
         self._atomic = AtomicFile(path, overwrite=overwrite)
         self.path = self._atomic.path
         try:
-            # Placeholder preamble (footer at 0): patched at close, never visible at the path.
-            self._atomic.file.write(self._format.pack_preamble(0, 0))
+            # Placeholder preamble (no footer): patched at close, never visible at the path.
+            self._atomic.file.write(self._format.pack_preamble(0))
         except BaseException:
             self._atomic.abort()
             raise
@@ -125,7 +124,7 @@ class SGIWriter:
             f = self._atomic.file
             f.write(footer)
             f.seek(0)
-            f.write(self._format.pack_preamble(self._offset, len(footer)))
+            f.write(self._format.pack_preamble(len(footer)))
             self._atomic.commit()  # flush, fsync, os.replace (aborts itself on failure)
         except BaseException:
             self.abort()
@@ -143,25 +142,6 @@ class SGIWriter:
             self.abort()
         elif not self.closed:
             self.close()
-
-
-def write_sgi(
-    path: str | os.PathLike,
-    header: Mapping[str, Any],
-    sections: Mapping[str, bytes],
-    *,
-    overwrite: bool = True,
-) -> None:
-    """Write a whole ``.sgi`` file atomically (sections in the mapping's order).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> write_sgi(os.path.join(tempfile.mkdtemp(), "a.sgi"), {}, {"weights": b"1234"})
-    """
-    with SGIWriter(path, header, overwrite=overwrite) as writer:
-        for name, data in sections.items():
-            writer.add_section(name, data)
 
 
 class SGIReader:
@@ -183,7 +163,9 @@ class SGIReader:
     --------
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "b.sgi")
-    >>> write_sgi(path, {"axes": "YX"}, {"a": b"xy", "b": b"z"})
+    >>> with SGIWriter(path, {"axes": "YX"}) as w:
+    ...     w.add_section("a", b"xy")
+    ...     w.add_section("b", b"z")
     >>> with SGIReader(path) as r:
     ...     r.section_sizes, r.read_section("b")
     ({'a': 2, 'b': 1}, b'z')
@@ -204,7 +186,7 @@ class SGIReader:
 
     def _open(self) -> None:
         self.file_size = self._file.seek(0, os.SEEK_END)
-        prefix = self._read_at(0, min(self.file_size, MAX_PREAMBLE))
+        prefix = self._read_at(0, min(self.file_size, Format.PREAMBLE.size))
         fmt = detect_format(prefix, self.file_size)
         self.format_version = fmt.version
         footer_offset, footer_length = fmt.unpack_preamble(prefix, self.file_size)
@@ -212,7 +194,7 @@ class SGIReader:
         header_json, entries = fmt.decode_footer(footer, footer_offset, MAX_HEADER_BYTES)
         self.header: dict[str, Any] = decode_header(header_json)
         self._entries = {e.name: e for e in entries}
-        self._overhead = fmt.overhead(header_json, footer_length)
+        self._overhead = fmt.overhead(footer_length)
 
     def _read_at(self, offset: int, length: int) -> bytes:
         # Callers have checked offset + length <= file_size; a shorter read means the file
@@ -278,9 +260,8 @@ class SGIReader:
 class SizeBreakdown:
     """Where the bytes of a file go. ``sum(sections) + sum(overhead) == file_size``.
 
-    ``overhead`` has ``preamble`` (32 bytes; 16 from format version 4) and, for format version
-    1, ``header`` (the JSON) and ``index`` (footer tag, lengths, index entries and footer CRC);
-    later versions deflate both into one stream, ``header+index``.
+    ``overhead`` has ``preamble`` (16 bytes) and ``header+index``: the footer, that is the JSON
+    header and the index deflated into one stream, and its CRC32.
     """
 
     file_size: int
@@ -311,14 +292,6 @@ class SizeBreakdown:
         return "\n".join(lines)
 
 
-def read_sgi(path: Source) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Read a whole file: ``(header, {name: bytes})`` with every CRC checked."""
-    with SGIReader(path) as reader:
-        return copy.deepcopy(reader.header), {
-            n: reader.read_section(n) for n in reader.section_names
-        }
-
-
 def sgi_info(path: Source) -> SizeBreakdown:
     """Bytes per section plus container overhead, adding up exactly to the file size.
 
@@ -326,7 +299,9 @@ def sgi_info(path: Source) -> SizeBreakdown:
     --------
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "c.sgi")
-    >>> write_sgi(path, {}, {"slice/0/mlp": b"12", "slice/1/mlp": b"345"})
+    >>> with SGIWriter(path) as w:
+    ...     w.add_section("slice/0/mlp", b"12")
+    ...     w.add_section("slice/1/mlp", b"345")
     >>> sgi_info(path).grouped()
     {'mlp': 5}
     """

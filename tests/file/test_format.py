@@ -1,9 +1,9 @@
-"""Format version 4: the small-file layout, its pinned dictionary, crafted and bad footers."""
+"""The .sgi byte layout (format version 4): its pinned dictionary, versions, crafted and bad
+footers."""
 
 from __future__ import annotations
 
 import io
-import json
 import struct
 import tracemalloc
 import zlib
@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 
 from napari_sgi.errors import SGIFormatError
-from napari_sgi.file.container import SGIReader, read_sgi, sgi_info
-from napari_sgi.file.format_v1 import MAGIC, SectionEntry
-from napari_sgi.file.format_v3 import FormatV3
-from napari_sgi.file.format_v4 import FOOTER_DICTIONARY, FormatV4
-from napari_sgi.file.formats import CurrentFormat
+from napari_sgi.file.container import SGIReader, sgi_info
+from napari_sgi.file.format import (
+    FOOTER_DICTIONARY,
+    MAGIC,
+    VERSION,
+    Format,
+    SectionEntry,
+    detect_format,
+)
 
 
 def _file(footer: bytes, payload: bytes = b"") -> bytes:
@@ -24,7 +28,7 @@ def _file(footer: bytes, payload: bytes = b"") -> bytes:
 
 
 def _plain_footer(header_json: bytes, entries: list[tuple[bytes, int, int]]) -> bytes:
-    """A plain version-4 footer from raw parts (names as bytes), without validation."""
+    """A plain footer from raw parts (names as bytes), without validation."""
     from napari_sgi.codec.varint import encode_uvarint
 
     parts = [encode_uvarint(len(header_json)), header_json, encode_uvarint(len(entries))]
@@ -39,44 +43,78 @@ def _deflated(plain: bytes, crc: int | None = None) -> bytes:
     return body + struct.pack("<I", zlib.crc32(plain) if crc is None else crc)
 
 
+def _read_all(data: bytes) -> tuple[dict, dict[str, bytes]]:
+    with SGIReader(io.BytesIO(data)) as reader:
+        return reader.header, {name: reader.read_section(name) for name in reader.section_names}
+
+
 def _expect(data: bytes, match: str) -> None:
     with pytest.raises(SGIFormatError, match=match):
         SGIReader(io.BytesIO(data))
 
 
 def test_the_dictionary_is_frozen():
-    # Changing a byte of it makes every version-4 file unreadable: a new dictionary is a new
-    # format version.
+    # Changing a byte of it makes every file unreadable: a new dictionary is a new format version.
     assert (len(FOOTER_DICTIONARY), zlib.crc32(FOOTER_DICTIONARY)) == (1732, 2063653725)
 
 
-def test_new_files_are_version_4_and_smaller_than_version_3(tmp_path):
+def test_new_files_are_version_4_with_a_small_footer(tmp_path):
     from napari_sgi.encode.pipeline import compress
 
-    assert CurrentFormat is FormatV4
+    assert VERSION == Format.version == 4
     image = (np.random.default_rng(0).random((24, 24)) * 1000).astype(np.uint16)
     result = compress(image, tmp_path / "a.sgi", preset="compact", iterations=5)
     with SGIReader(result.path) as reader:
         assert reader.format_version == 4
-        header, entries = reader.header, [reader.section_entry(n) for n in reader.section_names]
+        n_sections = len(reader.section_names)
     info = sgi_info(result.path)
     assert info.total == info.file_size == result.bytes
     assert info.overhead["preamble"] == 16
-    header_json = json.dumps(header, separators=(",", ":")).encode()
-    footer_v3 = len(FormatV3().encode_footer(header_json, entries))
-    # Measured on this file: 16 preamble bytes and about 40 footer bytes fewer than version 3.
-    assert info.overhead["header+index"] <= footer_v3 - 25
+    # The dictionary holds a one-slice header: its ~700 bytes of JSON and the index of five
+    # sections deflate to about 100 bytes.
+    assert n_sections == 5 and info.overhead["header+index"] < 160
 
 
-def test_round_trip_of_many_sections(tmp_path):
+def test_round_trip_of_many_sections():
     sections = {f"slice/{z}/r0/{part}": bytes([z]) * (z * 37) for z in range(40) for part in "ab"}
     entries, offset = [], 16
     for name, data in sections.items():
         entries.append(SectionEntry(name, offset, len(data), zlib.crc32(data)))
         offset += len(data)
-    footer = FormatV4().encode_footer(b'{"n": 80}', entries)
-    header, read = read_sgi(io.BytesIO(_file(footer, b"".join(sections.values()))))
+    footer = Format().encode_footer(b'{"n": 80}', entries)
+    header, read = _read_all(_file(footer, b"".join(sections.values())))
     assert header == {"n": 80} and read == sections
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        (1, "version 1, a pre-release development version"),
+        (2, "version 2, a pre-release development version"),
+        (3, "version 3, a pre-release development version"),
+        (5, r"newer napari-sgi \(format version 5; this napari-sgi reads version 4\)"),
+        (0xFFFF, "newer napari-sgi"),
+        (0, "unknown .sgi format version 0"),
+        (1 << 16, "unknown .sgi format version"),
+        (0xDEADBEEF, "unknown .sgi format version"),
+    ],
+)
+def test_other_versions_are_refused_by_name(version, match):
+    # A pre-release file (32-byte preamble: u32 flags, u64 footer offset and length) is refused
+    # from its first 12 bytes, whatever follows.
+    data = struct.pack("<8sIIQQ", MAGIC, version, 0, 32, 20) + b"\x00" * 20
+    with pytest.raises(SGIFormatError, match=match):
+        detect_format(data[:16], len(data))
+    _expect(data, match)
+
+
+def test_foreign_and_short_prefixes():
+    with pytest.raises(SGIFormatError, match="JPEG"):
+        detect_format(b"\xff\xd8\xff\xe0" + b"\x00" * 12, 100)
+    with pytest.raises(SGIFormatError, match="truncated"):
+        detect_format(MAGIC[:5], 5)
+    with pytest.raises(SGIFormatError, match="no SGI signature"):
+        detect_format(b"", 0)
 
 
 @pytest.mark.parametrize(
@@ -119,15 +157,28 @@ def test_absurd_or_truncated_footers_fail_without_allocating(plain, match):
 
 def test_bad_footer_streams():
     plain = _plain_footer(b"{}", [(b"s", 3, zlib.crc32(b"abc"))])
-    assert read_sgi(io.BytesIO(_file(_deflated(plain), b"abc")))[1] == {"s": b"abc"}
+    assert _read_all(_file(_deflated(plain), b"abc"))[1] == {"s": b"abc"}
     _expect(_file(_deflated(plain, crc=1), b"abc"), "checksum")
     _expect(_file(_deflated(plain) + b"x", b"abc"), "corrupt or truncated")
     _expect(_file(b"\xff" * 20, b"abc"), "corrupt or truncated")
     with_zlib_wrapper = zlib.compress(plain) + struct.pack("<I", zlib.crc32(plain))
     _expect(_file(with_zlib_wrapper, b"abc"), "corrupt or truncated")
+    # A footer deflated without the dictionary refers to bytes the reader's window lacks.
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    header = b'{"kind":"napari-sgi image","layout":{"axes":"YX"}}'
+    with_dictionary = Format().encode_footer(header, [])
+    without = compressor.compress(_plain_footer(header, [])) + compressor.flush()
+    assert len(with_dictionary) < len(without)
+    assert SGIReader(io.BytesIO(_file(with_dictionary))).header["layout"] == {"axes": "YX"}
 
 
 def test_a_zip_bomb_inflates_no_more_than_the_footer_bound():
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=FOOTER_DICTIONARY)
     bomb = compressor.compress(b"\x00" * (80 << 20)) + compressor.flush() + b"\x00" * 4
     _expect(_file(bomb), "corrupt or truncated")
+
+
+def test_too_many_sections_are_refused_when_writing():
+    entries = [SectionEntry("s", 16, 0, 0)] * (Format.MAX_SECTIONS + 1)
+    with pytest.raises(ValueError, match="too many sections"):
+        Format().encode_footer(b"{}", entries)
