@@ -390,7 +390,7 @@ def child_large(args: dict) -> dict:
     decode_s = time.perf_counter() - started
     cut = open_sgi(args["output"])
     for entry in cut.file.slices:  # the same models cut at the core borders
-        entry["blend"] = 0
+        entry.blend = 0
     out = {
         "size": size,
         "regions": len(plan_regions(size, size, region, args["region_margin"])),

@@ -261,7 +261,7 @@ def test_region_wise_slice_decodes_exactly_and_blends_its_seams(
         assert np.array_equal(serial.render_region(0, 0, y0, y1, x0, x1), decoded[y0:y1, x0:x1])
     # The same models cut at the core borders (as files before blending were): a visible step.
     cut = SGIFile(out)
-    cut.slices[0]["blend"] = 0
+    cut.slices[0].blend = 0
     jump_cut, band_cut = _seam(cut.render_slice(0), image)
     jump_blend, band_blend = _seam(decoded, image)
     assert jump_blend < 0.7 * jump_cut and band_blend < band_cut

@@ -24,11 +24,11 @@ from napari_sgi.core.image import ValueRange
 from napari_sgi.core.regions import Region, blend, regions_in, render_box
 from napari_sgi.errors import SGIFormatError
 from napari_sgi.file.container import SGIReader
-from napari_sgi.file.header import FILE_KIND, MODEL_SECTIONS, model_config_from_header
+from napari_sgi.file.header import MODEL_SECTIONS, model_config_from_header
+from napari_sgi.file.schema import ImageHeader, SliceEntry, section_name
 
 CHUNK = 512
 MIN_LEVEL_SIDE = 256
-MAX_BLEND = 1 << 16
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 
@@ -46,6 +46,9 @@ def level_count(height: int, width: int) -> int:
 class SGIFile:
     """A `.sgi` file: its header, and slices decoded and rendered on demand.
 
+    ``header`` is the file's JSON header as written; ``image`` the same, parsed and checked
+    (:class:`~napari_sgi.file.schema.ImageHeader`), and ``slices`` its slice entries.
+
     Examples
     --------
     >>> import numpy as np, tempfile, os
@@ -59,24 +62,20 @@ class SGIFile:
     def __init__(self, path: str | Path, *, cache_models: int = 32, cache_chunks: int = 64):
         self.path = Path(path)
         self._reader = SGIReader(self.path)
-        header = self._reader.header
-        if header.get("kind") != FILE_KIND:
-            raise SGIFormatError(f"{self.path.name} is a .sgi container but not a napari-sgi image")
         try:
-            self.layout = header["layout"]
-            self.slices = header["slices"]
-            low, high = header["value_range"]
-            self.value_range = ValueRange(float(low), float(high), self.layout["dtype"])
-            self.axes: str = self.layout["axes"]
-            self.shape = tuple(int(n) for n in self.layout["shape"])
-            n_lead = len([a for a in self.axes if a not in "YXS"])
-            self.lead_shape = self.shape[:n_lead]
-            self.slice_shape = self.shape[n_lead:]
-            if len(self.slices) != math.prod(self.lead_shape):
-                raise SGIFormatError("the header's slice list does not match its shape")
-        except (KeyError, TypeError, ValueError) as error:
-            raise SGIFormatError(f"invalid napari-sgi header: {error!r:.200}") from None
-        self.header = header
+            self.image = ImageHeader.from_dict(self._reader.header)
+        except SGIFormatError as error:
+            self._reader.close()
+            raise SGIFormatError(f"{self.path.name}: {error}") from None
+        self.header = self._reader.header
+        self.layout = self.image.layout
+        self.slices: list[SliceEntry] = self.image.slices
+        low, high = self.image.value_range
+        self.value_range = ValueRange(float(low), float(high), self.layout["dtype"])
+        self.axes: str = self.image.axes
+        self.shape = self.image.shape
+        self.lead_shape = self.image.stack_shape
+        self.slice_shape = self.image.slice_shape
         self._lock = threading.RLock()
         self._models: OrderedDict = OrderedDict()
         self._renders: OrderedDict = OrderedDict()
@@ -86,25 +85,19 @@ class SGIFile:
 
     @property
     def rgb(self) -> bool:
-        return self.axes.endswith("S")
+        return self.image.rgb
 
     @property
     def n_slices(self) -> int:
         return len(self.slices)
 
     def regions(self, index: int) -> list[Region]:
-        try:
-            return [Region.from_dict(r) for r in self.slices[index]["regions"]]
-        except (KeyError, TypeError, ValueError) as error:
-            raise SGIFormatError(f"slice {index} has an invalid region list: {error!r}") from None
+        """Where slice ``index``'s regions lie (their cores tile the slice)."""
+        return [Region(entry.core, entry.box) for entry in self.slices[index].regions]
 
     def blend_width(self, index: int) -> int:
-        """Width of the ramps that blend slice ``index``'s regions (0: cut, older files)."""
-        entry = self.slices[index]
-        width = entry.get("blend", 0) if isinstance(entry, dict) else None
-        if not isinstance(width, int) or isinstance(width, bool) or not 0 <= width <= MAX_BLEND:
-            raise SGIFormatError(f"slice {index} has an invalid blend width: {width!r:.50}")
-        return width
+        """Width of the ramps that blend slice ``index``'s regions (0: a hard cut)."""
+        return self.slices[index].blend
 
     def _cached(self, cache: OrderedDict, key, compute: Callable, limit: int):
         """``cache[key]``, computed once even when several threads ask for it at the same time."""
@@ -143,10 +136,10 @@ class SGIFile:
     def _decode(self, index: int, region: int):
         from napari_sgi.codec.model import decode_model
 
-        config = model_config_from_header(self.slices[index]["regions"][region]["model"])
+        config = model_config_from_header(self.slices[index].regions[region].model)
         sections = {
-            name: self._reader.read_section(f"slice/{index}/r{region}/{name}")
-            for name in MODEL_SECTIONS
+            part: self._reader.read_section(section_name(index, region, part))
+            for part in MODEL_SECTIONS
         }
         try:
             return decode_model(config, sections)
@@ -331,11 +324,9 @@ def open_sgi(path: str | Path, *, n_levels: int | None = None) -> SGIImage:
         scale=tuple(1.0 if s is None else s for s in scale) if has_scale else None,
         units=tuple(layout.get("units") or ()) or None,
         rgb=file.rgb,
-        contrast_limits=tuple(
-            file.header.get("contrast_limits") or (file.value_range.low, file.value_range.high)
-        ),
+        contrast_limits=tuple(file.image.contrast_limits),
         name=Path(path).stem,
         metadata=file.header,
-        slice_psnr=[s.get("psnr") for s in file.slices],
+        slice_psnr=[entry.psnr for entry in file.slices],
         file=file,
     )

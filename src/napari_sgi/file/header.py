@@ -28,6 +28,7 @@ __all__ = [
     "FILE_KIND",
     "MAX_HEADER_BYTES",
     "MODEL_SECTIONS",
+    "check_model_config",
     "decode_header",
     "encode_header",
     "model_config_from_header",
@@ -60,10 +61,17 @@ _MODEL_LIMITS = {
 }
 
 
-def model_config_from_header(data: dict):
-    """A :class:`ModelConfig` from a file's header, refusing absurd values before any allocation."""
-    from napari_sgi.core.model import ModelConfig  # torch: only once a model is decoded
+def check_model_config(data: Any) -> None:
+    """Check a region's ``model`` entry (known fields, integers in range) without torch.
 
+    Examples
+    --------
+    >>> check_model_config({"height": 64, "width": 64, "channels": 1})
+    >>> check_model_config({"height": 64, "width": -1})
+    Traceback (most recent call last):
+    ...
+    napari_sgi.errors.SGIFormatError: model field 'width' out of range: -1
+    """
     if (
         not isinstance(data, dict)
         or set(data) - set(_MODEL_LIMITS)
@@ -77,6 +85,13 @@ def model_config_from_header(data: dict):
             or not 0 <= value <= _MODEL_LIMITS[name]
         ):
             raise SGIFormatError(f"model field {name!r} out of range: {value!r}")
+
+
+def model_config_from_header(data: dict):
+    """A :class:`ModelConfig` from a file's header, refusing absurd values before any allocation."""
+    from napari_sgi.core.model import ModelConfig  # torch: only once a model is decoded
+
+    check_model_config(data)
     try:
         return ModelConfig(**data)
     except (TypeError, ValueError) as error:
@@ -154,28 +169,35 @@ def validate_header(header: Mapping[str, Any]) -> None:
             _validate_scope(sub, f"{scope}.")
 
 
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _fail(key: str, message: str, value: Any) -> SGIFormatError:
-    shown = repr(value)
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return SGIFormatError(f"header field {key!r} {message} (got {shown})")
+    return SGIFormatError(f"header field {key!r} {message} (got {shown(value)})")
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An integer, not a bool (JSON's true is not 1)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite number, not a bool."""
     return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
 
 
-def _is_range(v: Any) -> bool:
-    return isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] <= v[1]
+def is_range(v: Any) -> bool:
+    """``[low, high]``: two finite numbers, ``low <= high``."""
+    return isinstance(v, list) and len(v) == 2 and all(map(is_number, v)) and v[0] <= v[1]
 
 
 def _check_shape(key: str, shape: Any) -> int:
     if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM:
         raise _fail(key, f"must be a list of 1 to {MAX_NDIM} sizes", shape)
-    if not all(_is_int(n) and 1 <= n <= MAX_DIM for n in shape):
+    if not all(is_int(n) and 1 <= n <= MAX_DIM for n in shape):
         raise _fail(key, f"must hold integers in [1, {MAX_DIM}]", shape)
     if math.prod(shape) > MAX_ELEMENTS:
         raise _fail(
@@ -223,7 +245,7 @@ def _validate_scope(h: Mapping[str, Any], prefix: str) -> None:
                 prefix + key,
                 h[key],
                 ndim,
-                lambda v: v is None or (_is_number(v) and v > 0),
+                lambda v: v is None or (is_number(v) and v > 0),
                 "positive numbers or null",
             )
     if h.get("units") is not None:
@@ -235,9 +257,9 @@ def _validate_scope(h: Mapping[str, Any], prefix: str) -> None:
     for key in ("contrast_limits", "value_range"):
         v = h.get(key)
         pairs = v if isinstance(v, list) and v and isinstance(v[0], list) else [v]
-        if v is not None and not (len(pairs) <= MAX_STRING and all(map(_is_range, pairs))):
+        if v is not None and not (len(pairs) <= MAX_STRING and all(map(is_range, pairs))):
             raise _fail(prefix + key, "must be [low, high] (or one per channel), low <= high", v)
-    if "n_slices" in h and not (_is_int(h["n_slices"]) and 0 <= h["n_slices"] <= MAX_DIM):
+    if "n_slices" in h and not (is_int(h["n_slices"]) and 0 <= h["n_slices"] <= MAX_DIM):
         raise _fail(prefix + "n_slices", f"must be an integer in [0, {MAX_DIM}]", h["n_slices"])
     if "encoder_version" in h and not _short_string(h["encoder_version"]):
         raise _fail(prefix + "encoder_version", "must be a string", h["encoder_version"])
