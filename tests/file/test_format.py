@@ -182,3 +182,16 @@ def test_too_many_sections_are_refused_when_writing():
     entries = [SectionEntry("s", 16, 0, 0)] * (Format.MAX_SECTIONS + 1)
     with pytest.raises(ValueError, match="too many sections"):
         Format().encode_footer(b"{}", entries)
+
+
+def test_the_documented_dictionary_is_the_dictionary():
+    # docs/format.md spells the dictionary out for independent readers: it must be these bytes.
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "format.md").read_text()
+    start = doc.index("```\n", doc.index("It is the following ASCII text")) + 4
+    text = doc[start : doc.index("```", start)].replace("\n", "").encode()
+    parts = ("weights", "hash_grid", "features", "log_scaling", "offsets")
+    names = [f"slice/0/r0/{part}".encode() for part in parts]
+    spelled = text + b"\x05" + b"".join(bytes([len(name)]) + name for name in names)
+    assert spelled == FOOTER_DICTIONARY
