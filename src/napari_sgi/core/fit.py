@@ -15,6 +15,7 @@ from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
 from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
 from napari_sgi.core.presets import FitConfig
+from napari_sgi.core.rate_control import LambdaControl, stored_bits
 from napari_sgi.core.refine import refine
 from napari_sgi.core.schedule import Schedule
 from napari_sgi.core.seeds import seed_count_for_density
@@ -40,8 +41,10 @@ class FitOutcome:
     iterations: int
     seconds: float
     history: list[FitProgress] = field(default_factory=list)
+    lmbda: float = 0.0  # λ at the end: the preset's, or where rate control left it
 
 
+CONTROL_INTERVAL = 25  # steps between two corrections of λ under a bit budget
 ProgressCallback = Callable[[FitProgress], None]
 CancelCheck = Callable[[], bool]
 
@@ -182,6 +185,7 @@ def fit(
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     backend: str = "auto",
+    budget_bits: float | None = None,
 ) -> FitOutcome:
     """Fit an SGI model to ``image`` coarse to fine, minimising L1 + lambda * rate.
 
@@ -197,6 +201,9 @@ def fit(
         Called after every step with a :class:`FitProgress`.
     cancel
         Called after every step; when it returns True the fit raises :class:`FitCancelled`.
+    budget_bits
+        Bits the stored attributes should take: λ is steered towards it in the rate phase
+        (:mod:`.rate_control`). None: λ stays the configuration's.
 
     Examples
     --------
@@ -206,10 +213,10 @@ def fit(
     5
     """
     with kernel_owns_the_threads(image.device):
-        return _fit(image, config, model, progress, cancel, backend)
+        return _fit(image, config, model, progress, cancel, backend, budget_bits)
 
 
-def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
+def _fit(image, config, model, progress, cancel, backend, budget_bits) -> FitOutcome:
     if model is None:
         model = make_model(tuple(image.shape), config)
     model = model.to(image.device)
@@ -220,6 +227,10 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
     generator = torch.Generator().manual_seed(config.rng_seed + 1)
     history: list[FitProgress] = []
     started = time.perf_counter()
+    lmbda = config.lmbda
+    control = None
+    if budget_bits is not None:
+        control = LambdaControl(max(lmbda, 1e-7), budget_bits)
 
     def report(step: int, level: int, loss: float, mse: float, phase: str) -> None:
         event = FitProgress(
@@ -245,6 +256,9 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
             group["lr"] = schedule.learning_rate(name, step, scale)
         if step == schedule.rate_start:
             model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
+        if control is not None and step >= schedule.rate_start:
+            if (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
+                lmbda = control.update(stored_bits(model, level))
         models = model.entropy_models(level) if mode == "adaptive" else None
         attributes = _noised(model, mode, level, generator, models)
         render = model.render(level, attributes, backend=backend)
@@ -252,8 +266,8 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
         error = render - target
         distortion = torch.mean(error * error if config.distortion == "mse" else torch.abs(error))
         loss = distortion
-        if mode == "adaptive" and config.lmbda > 0:
-            loss = loss + config.lmbda * _rate(model, config, generator, models)
+        if mode == "adaptive" and lmbda > 0:
+            loss = loss + lmbda * _rate(model, config, generator, models)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -265,9 +279,10 @@ def _fit(image, config, model, progress, cancel, backend) -> FitOutcome:
             model,
             pyramid[0],
             config.refine_steps,
-            config.lmbda,
+            lmbda,
             config.distortion,
             on_step=lambda step, loss, mse: report(main_steps + step, 0, loss, mse, "refine"),
             backend=backend,
         )
-    return FitOutcome(model, config.iterations, time.perf_counter() - started, history)
+    seconds = time.perf_counter() - started
+    return FitOutcome(model, config.iterations, seconds, history, lmbda)
