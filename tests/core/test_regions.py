@@ -3,7 +3,6 @@ import pytest
 
 from napari_sgi.core.image import level_shape
 from napari_sgi.core.regions import axis_weights, blend, plan_regions, regions_in
-from napari_sgi.encode.pipeline import _CoreMeter
 
 SHAPE = (200, 150)  # 4 x 3 regions of 64 (the last row and column shorter)
 
@@ -81,18 +80,3 @@ def test_width_zero_is_the_hard_cut_and_a_ramp_blends_linearly():
     ramp = blend(regions, renders.__getitem__, 0, (0, 64, 0, 128), (64, 128), 32)[0, :, 0]
     assert np.all(ramp[:48] == 0) and np.all(ramp[80:] == 1)
     assert np.allclose(np.diff(ramp[48:80]), 1 / 32)  # 32 equal steps across the border
-
-
-def test_the_encoder_keeps_only_the_renders_that_cores_still_need():
-    image = np.zeros((384, 256), np.uint16)
-    from napari_sgi.core.image import ValueRange
-
-    regions = plan_regions(384, 256, size=64, margin=32)  # 6 rows x 4 columns
-    meter = _CoreMeter(image, regions, ValueRange(0.0, 1.0, "uint16"), 32)
-    held = []
-    for number, render in enumerate(_random_renders(regions, 0, channels=1)):
-        meter.add(number, render * 0)  # all black: the image, exactly
-        held.append(len(meter.renders))
-    assert not meter.needs and not meter.renders  # every core measured, nothing left
-    assert max(held) <= 2 * 4 + 3  # two rows of regions and a few, not all of them
-    assert meter.result() == (0.0, 1.0)

@@ -60,3 +60,11 @@ def test_estimate():
     )
     assert (work.slices, work.total_steps, work.seeds, work.gaussians) == (3, 300, 2294, 18352)
     assert "3 slices × 100 steps = 300 steps" in work.describe()
+
+
+def test_estimate_counts_every_region_of_a_large_slice():
+    work = estimate_work((2048, 2048), "YX", {"preset": "fast", "iterations": 100})
+    assert (work.slices, work.regions, work.total_steps) == (1, 4, 400)
+    assert "1 slice × 400 steps (4 regions × 100) = 400 steps" in work.describe()
+    smaller = estimate_work((2048, 2048), "YX", {"iterations": 100, "region_size": 2048})
+    assert smaller.regions == 1 and smaller.total_steps == 100

@@ -14,11 +14,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
-from napari_sgi.core.presets import get_preset
-from napari_sgi.core.seeds import seed_count_for_density
+from napari_sgi.encode.plan import WorkPlan, plan_from_params
 from napari_sgi.errors import FitCancelled
 
 _DONE = object()
@@ -30,57 +28,22 @@ YIELD_INTERVAL = 0.2
 NICENESS = 5
 
 
-@dataclass(frozen=True)
-class WorkEstimate:
-    """What a compression will do, before it starts."""
-
-    slices: int
-    steps_per_slice: int
-    height: int
-    width: int
-    seeds: int
-    gaussians_per_seed: int
-
-    @property
-    def total_steps(self) -> int:
-        return self.slices * self.steps_per_slice
-
-    @property
-    def gaussians(self) -> int:
-        """Gaussians per slice (seeds x K)."""
-        return self.seeds * self.gaussians_per_seed
-
-    def describe(self) -> str:
-        return (
-            f"{self.slices} slice{'s' * (self.slices != 1)} × {self.steps_per_slice:,} steps"
-            f" = {self.total_steps:,} steps\n{self.gaussians:,} Gaussians per "
-            f"{self.height}×{self.width} slice ({self.seeds:,} seeds × K="
-            f"{self.gaussians_per_seed}, {self.gaussians / (self.height * self.width):.3f}"
-            " per pixel)"
-        )
-
-
-def estimate_work(shape: tuple[int, ...], axes: str, params: dict[str, Any]) -> WorkEstimate:
-    """Slices, steps and Gaussians for data of ``shape`` with ``axes`` and compress ``params``.
+def estimate_work(shape: tuple[int, ...], axes: str, params: dict[str, Any]) -> WorkPlan:
+    """Slices, regions, steps and Gaussians for data of ``shape`` with ``axes`` and compress
+    ``params``: the plan that :func:`napari_sgi.compress` itself follows
+    (:func:`napari_sgi.encode.plan.plan_work`).
 
     Examples
     --------
     >>> e = estimate_work((16, 128, 128), "ZYX", {"preset": "fast", "iterations": 100})
     >>> e.slices, e.total_steps
     (16, 1600)
+    >>> estimate_work((2048, 2048), "YX", {"preset": "fast", "iterations": 100}).total_steps
+    400
     """
-    config = get_preset(params.get("preset", "default")).with_overrides(
-        **{
-            k: params.get(k)
-            for k in ("iterations", "gaussians_per_seed", "density", "seeds", "levels", "lmbda")
-        }
-    )
-    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    slice_shape = tuple(shape[axes.index(a)] for a in "YXS" if a in axes)
     slices = math.prod(n for n, a in zip(shape, axes, strict=True) if a not in "YXS")
-    seeds = config.seeds or seed_count_for_density(
-        height, width, config.density, config.gaussians_per_seed
-    )
-    return WorkEstimate(slices, config.iterations, height, width, seeds, config.gaussians_per_seed)
+    return plan_from_params(slice_shape, slices, params)
 
 
 class CompressJob:

@@ -33,18 +33,6 @@ class Region:
     def box_shape(self) -> tuple[int, int]:
         return self.box[1] - self.box[0], self.box[3] - self.box[2]
 
-    def core_in_box(self, level: int = 0) -> tuple[int, int, int, int]:
-        """The core in the box's own pixels at pyramid ``level`` (margins: multiples of 2^level)."""
-        from napari_sgi.core.image import level_shape
-
-        factor = 2**level
-        height, width = level_shape(*self.box_shape, level)
-        top = (self.core[0] - self.box[0]) // factor
-        left = (self.core[2] - self.box[2]) // factor
-        bottom = height - (self.box[1] - self.core[1]) // factor
-        right = width - (self.box[3] - self.core[3]) // factor
-        return top, bottom, left, right
-
     def to_dict(self) -> dict:
         return {"core": list(self.core), "box": list(self.box)}
 
