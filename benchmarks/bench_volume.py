@@ -56,7 +56,14 @@ from pathlib import Path
 STARTED = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import git_revision, machine_description, record_section  # noqa: E402
+from _record import record_section  # noqa: E402
+from _volume_report import (  # noqa: E402
+    first_chunk_markdown,
+    markdown,
+    mean_psnr,
+    record_first_chunk,
+    run_name,
+)
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ZSTACK = DATA / "fluo_nuclei3d_zstack_napari_bio.tif"  # 60 x 256 x 256 uint16
@@ -171,27 +178,20 @@ def _package_first() -> None:
 
 
 def _warm_up_slice() -> None:
-    """Import and run every piece of a slice's compression once (torch, the compiled rasterizer,
-    torchac), so that timed runs do not include one-off imports and compilations."""
+    """On a cluster's worker: torch's threads as its fits use them, then :func:`_warm_up_local`."""
     _package_first()
-    import numpy as np
     import torch
 
-    from napari_sgi.core.image import ValueRange
-    from napari_sgi.core.presets import get_preset
-    from napari_sgi.encode.pipeline import compress_slice
-
     torch.set_num_threads(max(1, int(os.environ.get("NAPARI_SGI_THREADS", "1"))))
-    image = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
-    compress_slice(
-        image, get_preset("fast").with_overrides(iterations=2), ValueRange(0.0, 1023.0, "uint16")
-    )
+    _warm_up_local()
 
 
 def _warm_up_local() -> None:
+    """Import and run every piece of a compression once (torch, the compiled rasterizer, torchac,
+    the file writer), so that timed runs do not include one-off imports and compilations."""
     import numpy as np
 
-    from napari_sgi.encode.pipeline import compress
+    from napari_sgi import compress
 
     with tempfile.TemporaryDirectory() as folder:
         stack = np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32)
@@ -215,7 +215,7 @@ def child_compress(args: dict) -> dict:
     _package_first()
     import torch
 
-    from napari_sgi.encode.pipeline import compress
+    from napari_sgi import compress
 
     workers = args["workers"]
     fit = {
@@ -294,7 +294,7 @@ def child_compress(args: dict) -> dict:
 
 def child_memory(args: dict) -> dict:
     """Peak RSS of compressing one TIFF stack in-process, and the RSS before it started."""
-    from napari_sgi.encode.pipeline import compress
+    from napari_sgi import compress
 
     _warm_up_local()
     before = _peak_mib()
@@ -364,8 +364,8 @@ def _jump(image, lines) -> float:
 
 def child_large(args: dict) -> dict:
     """Compress the mosaic region by region; then decode level 0 and measure the seams."""
+    from napari_sgi import compress
     from napari_sgi.core.regions import plan_regions
-    from napari_sgi.encode.pipeline import compress
     from napari_sgi.reader import open_sgi
 
     size, region = args["size"], args["region_size"]
@@ -484,27 +484,7 @@ def run_child(name: str, args: dict, env: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def autogroup_enabled() -> bool:
-    try:
-        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
-    except OSError:
-        return False
-
-
 # --------------------------------------------------------------------------- sections
-
-
-def _mean_psnr(row: dict) -> float:
-    values = [p for p in row["slice_psnr"] if p is not None and math.isfinite(p)]
-    return statistics.fmean(values)
-
-
-def _run_name(row: dict) -> str:
-    if row["workers"]:
-        name = f"{row['workers']} worker{'s' if row['workers'] > 1 else ''}"
-        return name + (", profiler off" if row["variant"].endswith("noprofile") else "")
-    threads = f"{row['threads']} thread{'s' if row['threads'] > 1 else ''}"
-    return f"in-process, {threads}" + (" (as shipped)" if row["variant"] == "shipped" else "")
 
 
 def section_throughput(cfg: dict, work: Path, say) -> dict:
@@ -539,16 +519,16 @@ def section_throughput(cfg: dict, work: Path, say) -> dict:
             say(
                 "throughput",
                 row,
-                f"{_run_name(row):45s} {row['n_slices']} slices in "
+                f"{run_name(row):45s} {row['n_slices']} slices in "
                 f"{row['seconds']:6.1f} s = {row['slices_per_min']:5.2f} slices/min, CPU "
                 f"{row['cpu_s']:.1f} s (busiest process {row['busiest_cpu_s']:.1f} s), PSNR "
-                f"{_mean_psnr(row):.2f} dB, peak RSS {row['peak_rss_mib']:.0f} MiB, "
+                f"{mean_psnr(row):.2f} dB, peak RSS {row['peak_rss_mib']:.0f} MiB, "
                 f"load {row['load']}",
             )
     rows = []
     # The same fit gives the same PSNR every time: a difference means the code changed under a
     # running benchmark (a shared checkout), and the table says so.
-    mixed = len({round(_mean_psnr(r), 6) for done in repeats for r in done}) > 1
+    mixed = len({round(mean_psnr(r), 6) for done in repeats for r in done}) > 1
     for done in repeats:
         row = dict(sorted(done, key=lambda r: r["seconds"])[(len(done) - 1) // 2])
         row.update(runs_s=[r["seconds"] for r in done], loads=[r["load"] for r in done])
@@ -618,7 +598,7 @@ def section_warm(cfg: dict, work: Path, say, reuse: dict | None) -> dict:
                     },
                 )
             row.update(
-                warm_start=warm, iterations=iterations, mean_psnr=_mean_psnr(row), reused=reused
+                warm_start=warm, iterations=iterations, mean_psnr=mean_psnr(row), reused=reused
             )
             rows.append(row)
             say(
@@ -799,258 +779,6 @@ def section_first_chunk(cfg: dict, path: str, say) -> list[dict]:
     return rows
 
 
-# --------------------------------------------------------------------------- report
-
-
-def markdown(cfg: dict, results: dict, command: str, minutes: float) -> str:
-    tp, warm, mem, large, chunk = (results[s] for s in SECTIONS)
-    lines = [
-        "## Stacks and large slices (issue: volume)",
-        "",
-        f"Machine: {machine_description()}, shared with other sessions (the load column is the "
-        f"1-minute load average just before each measurement). Revision `{git_revision()}`. "
-        f"Command: `{command}` ({minutes:.0f} min in all).",
-        "",
-        f"Data: the z-stack `{ZSTACK.name}` (60x256x256 uint16) and `{NUCLEI.name}` (512x512). "
-        f"Preset `{cfg['preset']}` with short fits (step counts given) to keep the whole run under "
-        "about 25 minutes; every measurement is its own process, which imports napari_sgi before "
-        "torch (so its `OMP_WAIT_POLICY=PASSIVE` default applies) and warms up what a fit uses "
-        "before the timer. Peak RSS is `ru_maxrss`.",
-        "",
-    ]
-    if autogroup_enabled():
-        lines += [
-            "This kernel schedules by autogroup (`/proc/sys/kernel/sched_autogroup_enabled` = 1): "
-            "each session gets an equal share of the 2 cores however many threads it runs, so with "
-            "other sessions busy a second worker cannot get a second core, and OpenMP threads that "
-            "spin while they wait burn the session's share. Wall-clock speed-ups here are bounded "
-            "by that; CPU seconds are not.",
-            "",
-        ]
-    lines += [
-        f"### Throughput: {tp['shape'][0]} slices {tp['shape'][1]}x{tp['shape'][2]} "
-        f"(z {cfg['z0']}..{cfg['z0'] + cfg['slices'] - 1}), {cfg['throughput_iterations']} steps",
-        "",
-        "In-process: `compress(tiff, ...)` as shipped (torch's default threads, OpenMP threads "
-        "sleep while they wait) and with one thread. Workers: `LocalCluster(n_workers=N, "
-        "threads_per_worker=1, processes=True)`, one torch thread each (`NAPARI_SGI_THREADS`; the "
-        "fit gives the compiled kernel as many threads as torch), "
-        "started and warmed up before the timer. CPU: user + system seconds of the call in every "
-        "process (busiest: the worker, or the process, that spent most). Peak RSS of a cluster "
-        f"run sums the main process, the workers and the nannies. Each run "
-        f"{cfg['throughput_repeats']} times, round robin; figures of the median-time repeat.",
-        "",
-        "| run | loads | times (s) | median (s) | slices/min | vs 1 worker | CPU (s) | "
-        "CPU per slice (s) | busiest (s) | mean PSNR (dB) | peak RSS (MiB) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in tp["rows"]:
-        speed = f"{r['vs_one_worker']:.2f}x" if "vs_one_worker" in r else "-"
-        lines.append(
-            f"| {_run_name(r)} | {', '.join(f'{x:.1f}' for x in r['loads'])} | "
-            f"{', '.join(f'{x:.1f}' for x in r['runs_s'])} | {r['seconds']:.1f} | "
-            f"{r['slices_per_min']:.2f} | {speed} | {r['cpu_s']:.1f} | "
-            f"{r['cpu_s'] / r['n_slices']:.2f} | "
-            f"{r['busiest_cpu_s']:.1f} | {_mean_psnr(r):.2f} | {r['peak_rss_mib']:.0f} |"
-        )
-    if tp["mixed"]:
-        lines += [
-            "",
-            "**Warning**: the repeats' PSNRs differ, so the code changed while this ran "
-            "(another commit in the shared checkout); rows may compare different code.",
-        ]
-    if tp["speedup"]:
-        lines += [
-            "",
-            f"Target: at least 1.7x with 2 workers on 2 cores. Measured "
-            f"**{tp['speedup']:.2f}x** wall clock (medians) on the shared machine; "
-            f"**{tp['projected']:.2f}x** projected for a dedicated core per worker (1 "
-            "worker's CPU seconds over the busiest of 2 workers').",
-        ]
-    if "-noprofile" in tp["ratios"]:
-        wall, cpu = tp["ratios"]["-noprofile"]
-        lines += [
-            "",
-            "Profiler off: the workers run without distributed's statistical profiler "
-            "(`distributed.worker.profile.enabled: false`, here through "
-            "`DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`), which otherwise samples "
-            f"every worker's stacks every 10 ms: {wall:.2f}x wall clock, {cpu:.2f}x from "
-            "CPU seconds.",
-        ]
-    lines.append("")
-
-    lines += [
-        f"### Warm start: {cfg['slices']} consecutive slices (z {cfg['z0']}..)",
-        "",
-        "Cold: every slice fitted from scratch over the pyramid. Warm: each slice after the first "
-        "starts from the previous slice's decoded model, full resolution only, for 40% of the "
-        "steps. In-process, as shipped"
-        + (
-            f"; the cold run at {cfg['throughput_iterations']} steps is the throughput section's."
-            if any(w["reused"] for w in warm["rows"])
-            else "."
-        ),
-        "",
-        "| start | steps | load | time (s) | mean PSNR (dB) | bytes |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for w in warm["rows"]:
-        lines.append(
-            f"| {'warm' if w['warm_start'] else 'cold'} | {w['iterations']} | "
-            f"{w['load']:.2f} | {w['seconds']:.1f} | {w['mean_psnr']:.2f} | "
-            f"{w['bytes']:,} |"
-        )
-    lines += [
-        "",
-        "Equal quality (warm steps and time interpolated in log(steps) between warm "
-        "runs; <= where the fewest warm steps measured already match):",
-        "",
-        "| cold steps | cold PSNR (dB) | cold time (s) | warm steps for that PSNR | "
-        "warm time (s) | time saved |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for m in warm["matches"]:
-        if m["warm_iterations"] is None:
-            lines.append(
-                f"| {m['cold_iterations']} | {m['cold_psnr']:.2f} | {m['cold_s']:.1f} | "
-                "not reached | - | - |"
-            )
-        else:
-            bound = "<= " if m["upper_bound"] else "~"
-            lines.append(
-                f"| {m['cold_iterations']} | {m['cold_psnr']:.2f} | {m['cold_s']:.1f} | "
-                f"{bound}{m['warm_iterations']:.0f} | {m['warm_s']:.1f} | "
-                f"{m['saved_fraction']:.0%} |"
-            )
-    lines.append("")
-
-    lines += [
-        f"### Peak memory against depth: slices {mem['slice_shape'][0]}x"
-        f"{mem['slice_shape'][1]}, {cfg['memory_iterations']} steps",
-        "",
-        f"In-process compression of a TIFF of depth D = {cfg['memory_depth']} (z "
-        f"{cfg['z0']}..), of the same slices four times over (4D, mirrored in z) and, to "
-        "show a trend, sixteen times over (16D); identical settings. 'Before' is the RSS "
-        "after imports and warm-up.",
-        "",
-        "| depth | load | time (s) | RSS before (MiB) | peak RSS (MiB) |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for r in mem["rows"]:
-        lines.append(
-            f"| {r['depth']} | {r['load']:.2f} | {r['seconds']:.1f} | "
-            f"{r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
-        )
-    lines += [
-        "",
-        f"Target: no growth with depth; measured {mem['growth']:+.0f} MiB from D to 4D "
-        f"({mem['growth16']:+.0f} MiB from D to 16D).",
-        "",
-    ]
-
-    r = large["row"]
-    lines += [
-        f"### A {r['size']}x{r['size']} slice, region by region",
-        "",
-        "A uint16 mosaic of 512x512 real tiles (the 2D nuclei image scaled to the stack's "
-        "contrast, or 2x2 z-slices; random flips and rotations; tile edges away from region "
-        f"borders), `region_size={cfg['region_size']}`, `region_margin={cfg['region_margin']}`: "
-        f"{r['regions']} regions, {cfg['large_iterations']} steps each, {r['gaussians']:,} "
-        f"Gaussians, {r['bytes']:,} bytes; in-process, as shipped. Seams, on the "
-        f"decoded image (`open_sgi(...).levels[0].compute()`, {r['decode_s']:.1f} s): PSNR in an "
-        f"{BAND}-pixel band along every inner region border (rows and columns at multiples of "
-        f"{cfg['region_size']}), in the same band through the middle of every region (control: "
-        f"same geometry, no border), and at least {INTERIOR} pixels from any border. Jump ratio: "
-        "mean |difference| between the two pixel lines either side of a line, decoded over "
-        "original (a seam shows as a ratio above the control's). Blended: the file as written, "
-        f"regions blended with {r['blend']}-pixel linear ramps across the core borders (the "
-        "pixels the encoder measured). Cut: the same models, each kept to its core (how files "
-        "were decoded before blending).",
-        "",
-        "| decode | load | time (s) | peak RSS (MiB) | PSNR all | border band | control band | "
-        "interior | jump ratio border | jump ratio control |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in ("blended", "cut"):
-        q = r[name]
-        lines.append(
-            f"| {name} | {r['load']:.2f} | {r['seconds']:.0f} | {r['peak_rss_mib']:.0f} | "
-            f"{q['psnr']:.2f} | {q['psnr_border_band']:.2f} | {q['psnr_control_band']:.2f} | "
-            f"{q['psnr_interior']:.2f} | {q['jump_ratio_border']:.3f} | "
-            f"{q['jump_ratio_control']:.3f} |"
-        )
-    q, c = r["blended"], r["cut"]
-    lines += [
-        "",
-        f"Blended: border band {q['psnr_border_band'] - q['psnr_control_band']:+.2f} dB "
-        "against the control band, jump across borders "
-        f"{q['jump_ratio_border'] / q['jump_ratio_control']:.1f}x the control's. Cut: "
-        f"{c['psnr_border_band'] - c['psnr_control_band']:+.2f} dB, "
-        f"{c['jump_ratio_border'] / c['jump_ratio_control']:.1f}x.",
-        "",
-        f"Target: peak RSS under 4 GiB; measured {r['peak_rss_mib'] / 1024:.2f} GiB.",
-        "",
-    ]
-
-    lines += first_chunk_markdown(cfg, chunk)
-    return "\n".join(lines)
-
-
-FIRST_CHUNK_HEADING = "### Time to the first rendered chunk of that file"
-
-
-def first_chunk_markdown(cfg: dict, chunk: list[dict], command: str | None = None) -> list[str]:
-    """The first-chunk table; with ``command``, as re-measured on its own (its revision and
-    command, which differ from the rest of the section's)."""
-    lines = [FIRST_CHUNK_HEADING, ""]
-    if command:
-        lines += [
-            f"Re-measured on its own at revision `{git_revision()}`: `{command}`, on a file "
-            "written by the section above's settings (the same slice, Gaussians and bytes).",
-            "",
-        ]
-    lines += [
-        "A fresh process imports `napari_sgi.reader`, then times `open_sgi(path)` and "
-        "`levels[k][:512, :512].compute()` (nothing cached in the process; the file in the OS "
-        f"page cache). Median of {cfg['chunk_repeats']} processes. The coarsest chunk needs "
-        "every region of the slice: the reader decodes them on up to "
-        f"{chunk[0].get('decode_threads', 'a few')} threads (CPU: the process's user + system "
-        "seconds; CPU close to the time means the threads got one core between them). 'dask "
-        "warmed': a first `dask.array` compute ran before the timer (dask's first compute "
-        "imports `distributed` to look for a client: "
-        f"{chunk[1]['first_chunk_s'] - chunk[2]['first_chunk_s']:.2f} s between the medians "
-        "here).",
-        "",
-        "| chunk | loads | import (s) | open (s) | open + first chunk (s) | CPU (s) | runs (s) |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
-    for c in chunk:
-        lines.append(
-            f"| {c['name']} (level {c['level']}, {'x'.join(map(str, c['shape']))}) | "
-            f"{', '.join(f'{x:.2f}' for x in c['loads'])} | "
-            f"{c['import_s']:.1f} | {c['open_s']:.3f} | {c['first_chunk_s']:.2f} | "
-            f"{c['cpu_s']:.2f} | {', '.join(f'{x:.2f}' for x in c['runs'])} |"
-        )
-    lines += [
-        "",
-        "Target: under 1 s; measured "
-        + ", ".join(f"{c['first_chunk_s']:.2f} s ({c['name']})" for c in chunk)
-        + ".",
-    ]
-    return lines
-
-
-def record_first_chunk(text: str) -> None:
-    """Replace only the first-chunk part of the recorded volume section with ``text``."""
-    from _record import BENCHMARKS_MD
-
-    doc = BENCHMARKS_MD.read_text()
-    start = doc.index("<!-- volume:start -->")
-    heading = doc.index(FIRST_CHUNK_HEADING, start)
-    end = doc.index("<!-- volume:end -->", heading)
-    BENCHMARKS_MD.write_text(doc[:heading] + text.rstrip() + "\n" + doc[end:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1123,7 +851,16 @@ def main() -> None:
         return
     if args.only:
         return
-    text = markdown(cfg, results, "python benchmarks/bench_volume.py", minutes)
+    text = markdown(
+        cfg,
+        results,
+        "python benchmarks/bench_volume.py",
+        minutes,
+        zstack=ZSTACK.name,
+        nuclei=NUCLEI.name,
+        band=BAND,
+        interior=INTERIOR,
+    )
     if args.quick:
         print(text)  # checks the report; a smoke run records nothing
     elif not args.no_record:

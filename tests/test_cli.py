@@ -1,12 +1,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_sgi.cli import main
 
+DATA = Path(__file__).parent / "data"
 FAST = ["--preset", "fast", "--iterations", "12", "--levels", "2", "--density", "0.2", "--k", "3"]
 
 
@@ -50,16 +52,94 @@ def test_compress_info_decompress(tmp_path, capsys, ihc_crop):
     assert decoded.shape == ihc_crop.shape and decoded.dtype == np.uint8
 
 
-def test_errors_exit_non_zero_with_one_line(tmp_path):
-    missing = run_cli("info", str(tmp_path / "missing.sgi"))
-    assert missing.returncode != 0
-    assert missing.stderr.strip().count("\n") == 0 and "napari-sgi: error" in missing.stderr
-    fake = tmp_path / "fake.sgi"
-    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    foreign = run_cli("info", str(fake))
-    assert foreign.returncode != 0 and "PNG" in foreign.stderr
-    bad = run_cli("fit", str(tmp_path / "image.xyz"))
-    assert bad.returncode != 0 and "no such file" in bad.stderr
+def _error_cases(folder: Path) -> dict[str, list[str]]:
+    """Command lines that must fail, by what is wrong with them."""
+    truncated = folder / "truncated.sgi"
+    truncated.write_bytes((DATA / "fixture_v4.sgi").read_bytes()[:1000])
+    foreign = folder / "foreign.sgi"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    missing = str(folder / "missing.sgi")
+    png = str(DATA / "ihc_crop64.png")
+    out, sgi = ["-o", str(folder / "out.npy")], ["-o", str(folder / "out.sgi")]
+    return {
+        "info of a missing file": ["info", missing],
+        "decompress of a missing file": ["decompress", missing, *out],
+        "compress of a missing file": ["compress", str(folder / "missing.tif"), *sgi],
+        "fit of a missing file": ["fit", str(folder / "image.xyz")],
+        "info of a png": ["info", png],
+        "decompress of a png named .sgi": ["decompress", str(foreign), *out],
+        "info of a truncated file": ["info", str(truncated)],
+        "decompress of a truncated file": ["decompress", str(truncated), *out],
+        "fit of a stack": ["fit", str(DATA / "nuclei_zstack_crop.tif")],
+        "fit of a text file": ["fit", str(DATA.parent / "conftest.py")],
+        "a word for a number": ["fit", png, "--iterations", "many"],
+        "a negative step count": ["compress", png, *out, "--iterations", "-5"],
+        "an unknown preset": ["compress", png, *sgi, "--preset", "nonsense"],
+        "an unknown command": ["squeeze", png],
+    }
+
+
+EXPECTED = {
+    "info of a missing file": "No such file",
+    "compress of a missing file": "no such file",
+    "fit of a missing file": "no such file",
+    "info of a png": "PNG",
+    "decompress of a png named .sgi": "PNG",
+    "info of a truncated file": "truncated",
+    "fit of a stack": "3 2D slices",
+    "fit of a text file": "unsupported file type",
+    "a word for a number": "invalid int value",
+    "a negative step count": "positive integer",
+    "an unknown preset": "unknown preset",
+}
+
+
+USAGE_ERRORS = {"a word for a number", "a negative step count", "an unknown command"}  # status 2
+
+
+def test_every_error_is_one_line_and_a_non_zero_status(tmp_path):
+    for case, argv in _error_cases(tmp_path).items():
+        done = run_cli(*argv)
+        message = done.stderr.strip()
+        assert done.returncode != 0, case
+        assert "Traceback" not in done.stderr and message.count("\n") == 0, (case, done.stderr)
+        assert message.startswith("napari-sgi") and ": error: " in message, (case, message)
+        assert EXPECTED.get(case, "") in message, (case, message)
+        assert done.returncode == (2 if case in USAGE_ERRORS else 1), case
+        assert not (tmp_path / "out.npy").exists() and not (tmp_path / "out.sgi").exists()
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "message"),
+    [
+        (KeyboardInterrupt(), 130, "napari-sgi: interrupted"),
+        (MemoryError(), 1, "napari-sgi: error: out of memory"),
+        (OSError("disk full"), 1, "napari-sgi: error: disk full"),
+        (KeyError("slices"), 1, "napari-sgi: error: KeyError: 'slices'"),
+        (RuntimeError("two\nlines"), 1, "napari-sgi: error: RuntimeError: two lines"),
+    ],
+)
+def test_main_turns_exceptions_into_one_line(monkeypatch, capsys, raised, status, message):
+    import napari_sgi.cli as cli
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr(cli, "_cmd_info", fail)
+    assert main(["info", "any.sgi"]) == status
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_fit_reads_its_image_through_the_inputs(tmp_path):
+    from napari_sgi.cli import read_2d_image
+
+    rgb = read_2d_image(DATA / "ihc_crop64.png")
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+    np.save(tmp_path / "one.npy", np.zeros((1, 8, 12), np.float32))
+    assert read_2d_image(tmp_path / "one.npy").shape == (8, 12)  # a stack of one slice
+    np.save(tmp_path / "two.npy", np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="2 2D slices"):
+        read_2d_image(tmp_path / "two.npy")
 
 
 def test_compact_preset_writes_a_gridless_model(tmp_path, capsys, nuclei_crop):

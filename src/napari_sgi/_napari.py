@@ -244,20 +244,23 @@ def _limits(limits: Sequence[float] | None) -> tuple[float, float] | None:
 # --------------------------------------------------------------------------------------------------
 # Sample data
 # --------------------------------------------------------------------------------------------------
+def _read_sample(name: str) -> np.ndarray:
+    """A sample image of the package's data folder, whole, read as every input is read."""
+    from napari_sgi.inputs import open_input
+
+    with open_input(_DATA / name) as source:
+        return np.asarray(source.data.compute(scheduler="threads"))
+
+
 def sample_brightfield() -> list[LayerData]:
     """Brightfield IHC of colon, 512x512 RGB uint8."""
-    from PIL import Image
-
-    with Image.open(_DATA / "ihc_colon.png") as image:
-        data = np.asarray(image.convert("RGB"))
+    data = _read_sample("ihc_colon.png")
     return [(data, {"name": "IHC colon (brightfield)", "rgb": True}, "image")]
 
 
 def sample_fluorescence() -> list[LayerData]:
     """Fluorescent nuclei, 512x512 uint16."""
-    import tifffile
-
-    data = tifffile.imread(_DATA / "nuclei2d.tif")
+    data = _read_sample("nuclei2d.tif")
     return [
         (
             data,
@@ -273,9 +276,7 @@ def sample_fluorescence() -> list[LayerData]:
 
 def sample_zstack() -> list[LayerData]:
     """Confocal nuclei z-stack, 16x128x128 uint16, voxel 0.29 x 0.26 x 0.26 µm (cells3d)."""
-    import tifffile
-
-    data = tifffile.imread(_DATA / "nuclei_zstack.tif")
+    data = _read_sample("nuclei_zstack.tif")
     return [
         (
             data,

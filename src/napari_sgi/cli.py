@@ -5,30 +5,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 
-def read_image_file(path: str | Path):
-    """Read a 2D image (TIFF, PNG/JPEG or NPY) as numpy, with a clear error for anything else."""
-    import numpy as np
+def read_2d_image(path: str | Path, axes: str | None = None):
+    """The one 2D image (``(Y, X)`` or ``(Y, X, S)``) of an image file, as numpy.
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+    Read through :func:`napari_sgi.inputs.open_input`, like every input; a file of several slices
+    (a stack, a time series, channels) is an error that names its axes and shape.
+    """
+    from napari_sgi.inputs import open_input
 
-        return tifffile.imread(path)
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix in (".png", ".jpg", ".jpeg", ".bmp"):
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    raise ValueError(f"unsupported image file {path.name!r}: use .tif, .png, .jpg or .npy")
+    with open_input(path, axes=axes) as source:
+        if source.n_slices != 1:
+            raise ValueError(
+                f"{Path(path).name} holds {source.n_slices} 2D slices (axes {source.axes}, shape "
+                f"{source.shape}); fit takes one 2D image: use compress for a stack, or --axes "
+                "where the axes were guessed wrong"
+            )
+        return source.read_slice(source.slice_keys()[0])
 
 
 class _ProgressBar:
@@ -59,14 +58,36 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _checked(kind: type, test: Callable[[float], bool], wanted: str) -> Callable[[str], float]:
+    """An argparse ``type``: ``kind(text)``, refused unless ``test`` holds (one-line message)."""
+
+    def parse(text: str):
+        value = kind(text)  # a ValueError here reads "invalid int value: 'x'"
+        if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_POSITIVE_INT = _checked(int, lambda value: value > 0, "a positive integer")
+_POSITIVE = _checked(float, lambda value: value > 0, "a positive number")
+_NON_NEGATIVE = _checked(float, lambda value: value >= 0, "a number >= 0")
+
+
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", help="paper, default, fast or compact")
-    parser.add_argument("--iterations", type=int, help="Adam steps over all levels")
-    parser.add_argument("--lmbda", type=float, help="rate weight: larger is smaller and worse")
-    parser.add_argument("--k", type=int, dest="gaussians_per_seed", help="Gaussians per seed")
-    parser.add_argument("--levels", type=int, help="pyramid levels")
-    parser.add_argument("--density", type=float, help="Gaussians per pixel")
-    parser.add_argument("--seeds", type=int, help="number of seeds (overrides --density)")
+    parser.add_argument("--iterations", type=_POSITIVE_INT, help="Adam steps over all levels")
+    parser.add_argument(
+        "--lmbda", type=_NON_NEGATIVE, help="rate weight: larger is smaller and worse"
+    )
+    parser.add_argument(
+        "--k", type=_POSITIVE_INT, dest="gaussians_per_seed", help="Gaussians per seed"
+    )
+    parser.add_argument("--levels", type=_POSITIVE_INT, help="pyramid levels")
+    parser.add_argument("--density", type=_POSITIVE, help="Gaussians per pixel")
+    parser.add_argument("--seeds", type=_POSITIVE_INT, help="number of seeds (overrides --density)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -81,7 +102,7 @@ def _fit_overrides(args: argparse.Namespace) -> dict:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from napari_sgi.api import fit_image
 
-    image = read_image_file(args.image)
+    image = read_2d_image(args.image, args.axes)
     bar = _ProgressBar(enabled=not args.json)
     try:
         result = fit_image(
@@ -241,10 +262,11 @@ class _CompressBar(_ProgressBar):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-sgi", description=__doc__)
+    parser = _Parser(prog="napari-sgi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit", help="fit SGI to a 2D image and report its quality")
-    fit.add_argument("image", help="a .tif, .png or .npy image")
+    fit.add_argument("image", help="a 2D image: .tif, .ome.tif, .zarr, .png, .jpg or .npy")
+    fit.add_argument("--axes", help="axis letters when the file does not say (e.g. YX)")
     fit.add_argument("-o", "--output", help="write the decoded image here (.tif, .png, .npy)")
     _add_fit_options(fit)
     fit.set_defaults(handler=_cmd_fit)
@@ -256,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     compress.add_argument(
         "--workers",
-        type=int,
+        type=_POSITIVE_INT,
         help="fit slices on a local dask cluster of this many worker processes",
     )
     _add_fit_options(compress)
@@ -277,15 +299,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line of stderr (exit status 2); the usage is in --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _describe(error: BaseException) -> str:
+    """An exception as one line: its message, after its type unless it is an expected kind."""
+    if isinstance(error, MemoryError):
+        return "out of memory" + (f": {_one_line(error)}" if str(error) else "")
+    message = _one_line(error)
+    expected = isinstance(error, ValueError | OSError)  # SGIFormatError is a ValueError
+    if expected and message:
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Errors are one line on stderr, never a traceback: exit status 1 (2 for
+    a usage error, from argparse; 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         print("napari-sgi: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError, KeyError) as error:
-        print(f"napari-sgi: error: {error}", file=sys.stderr)
+    except Exception as error:  # a command line shows every failure as a message
+        print(f"napari-sgi: error: {_describe(error)}", file=sys.stderr)
         return 1
 
 

@@ -9,7 +9,7 @@ import tifffile
 import zarr
 
 from napari_sgi.export.volumes import write_ome_zarr, write_tiff
-from napari_sgi.inputs.sources import open_input
+from napari_sgi.inputs import open_input
 
 rng = np.random.default_rng(1)
 

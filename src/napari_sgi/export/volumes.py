@@ -26,7 +26,13 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from napari_sgi.inputs.axes import is_rgb_samples, normalize_unit, ome_unit_symbol, validate_axes
+from napari_sgi.inputs.axes import (
+    RGB_CHANNEL_COLORS,
+    is_rgb_samples,
+    normalize_unit,
+    ome_unit_symbol,
+    validate_axes,
+)
 
 __all__ = ["write_ome_zarr", "write_tiff"]
 
@@ -34,7 +40,6 @@ PerAxis = Mapping[str, Any] | Sequence[Any] | None
 Limits = Sequence[float] | Sequence[Sequence[float]] | None
 
 _CHANNEL_COLORS = ["00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF"]
-_RGB_COLORS = ["FF0000", "00FF00", "0000FF", "FFFFFF"]
 _ZARR_TILE = 1024  # chunk edge in Y and X: large enough for few files, small enough to stream
 _PYRAMID_TOP = 256  # stop adding levels once the largest plane side fits in this
 
@@ -126,7 +131,7 @@ def write_ome_zarr(
     names = list(channel_names) if channel_names is not None else None
     if names is not None and len(names) != n_ch:
         raise ValueError(f"{len(names)} channel names for {n_ch} channels")
-    colors = _RGB_COLORS if rgb else ["FFFFFF"] if n_ch == 1 else _CHANNEL_COLORS
+    colors = RGB_CHANNEL_COLORS if rgb else ["FFFFFF"] if n_ch == 1 else _CHANNEL_COLORS
     omero = {
         "channels": [
             {

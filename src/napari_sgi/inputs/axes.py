@@ -29,6 +29,9 @@ import numpy as np
 AXIS_LETTERS = "TCZYXS"
 #: Canonical order used by OME-Zarr (S is written there as a channel axis).
 CANONICAL_ORDER = "TCZYXS"
+#: OME-Zarr has no sample axis: RGB(A) samples are written as channels of these ``omero`` colours,
+#: and channels coloured so (uint8, 3 or 4 of them) are read back as samples.
+RGB_CHANNEL_COLORS = ["FF0000", "00FF00", "0000FF", "FFFFFF"]
 
 # tifffile letters without a napari-sgi meaning: Q (unknown), I (generic image
 # sequence), and exotic dimensions. They become the first free of Z, T so that the
