@@ -1,19 +1,21 @@
-"""Write the `.sgi` file from a job's finished slices: the header (:func:`sgi_header`), every
-region's sections, and the quality measured over the whole stack (:func:`assemble`)."""
+"""Write the `.sgi` file from a job's finished slices: the header (the schema of
+:mod:`napari_sgi.file.schema`), every region's sections, and the quality measured over the whole
+stack (:func:`assemble`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_sgi import __version__
 from napari_sgi.encode.resume import PartError
 from napari_sgi.file.container import SGIWriter
-from napari_sgi.file.header import FILE_KIND, MODEL_SECTIONS
+from napari_sgi.file.header import MODEL_SECTIONS
+from napari_sgi.file.schema import ImageHeader, Quality, RegionEntry, SliceEntry, section_name
 
 if TYPE_CHECKING:
     from napari_sgi.core.image import ValueRange
@@ -35,47 +37,27 @@ class Assembled:
     gaussians: int
 
 
-def _finite_or_none(value: float, digits: int = 4) -> float | None:
-    """A quality figure as the header stores it: rounded, and null for a lossless slice's PSNR.
-
-    JSON has no infinity; more digits than a PSNR to 1e-4 dB or an SSIM to 1e-6 are noise that
-    costs a few incompressible bytes of every slice.
-    """
-    return round(float(value), digits) if math.isfinite(value) else None
-
-
-def slice_entry(key: tuple[int, ...], result: SliceResult) -> dict[str, Any]:
+def slice_entry(key: tuple[int, ...], result: SliceResult) -> SliceEntry:
     """A slice's entry in the header: its key, regions with their models, blend and quality."""
-    return {
-        "key": list(key),
-        "regions": [{**r.region.to_dict(), "model": r.model.to_dict()} for r in result.regions],
-        "blend": int(result.blend),
-        "psnr": _finite_or_none(result.psnr),
-        "ssim": _finite_or_none(result.ssim, 6),
-    }
+    regions = [RegionEntry(r.region.core, r.region.box, r.model.to_dict()) for r in result.regions]
+    return SliceEntry.measured(key, regions, result.blend, result.psnr, result.ssim)
 
 
-def sgi_header(
+def image_header(
     source: ImageSource,
     config: FitConfig,
     value_range: ValueRange,
     contrast_limits: tuple[float, float] | None,
-    slices: list[dict[str, Any]],
-    quality: dict[str, float | None] | None,
-) -> dict[str, Any]:
-    """The whole header of a compressed file, in one place (the slices' entries come from
-    :func:`slice_entry`; ``quality`` holds the stack's ``psnr`` and ``ssim``)."""
-    return {
-        "kind": FILE_KIND,
-        "encoder_version": __version__,
-        "layout": source.to_header(),
-        "value_range": [value_range.low, value_range.high],
-        "contrast_limits": list(contrast_limits or (value_range.low, value_range.high)),
-        "fit": config.to_dict(),
-        "n_slices": source.n_slices,
-        "slices": slices,
-        "quality": quality,
-    }
+) -> ImageHeader:
+    """The file's header before any slice: layout, value range, display window, fit."""
+    low, high = value_range.low, value_range.high
+    return ImageHeader(
+        encoder_version=__version__,
+        layout=source.to_header(),
+        value_range=(low, high),
+        contrast_limits=tuple(contrast_limits or (low, high)),
+        fit=config.to_dict(),
+    )
 
 
 def assemble(
@@ -87,9 +69,9 @@ def assemble(
     store: ResumeStore,
 ) -> Assembled:
     """Write ``path`` (atomically) from the finished slices in ``store``, one at a time."""
-    header = sgi_header(source, config, value_range, contrast_limits, [], None)
-    slices, psnrs, mses, ssims, gaussians = [], [], [], [], 0
-    with SGIWriter(path, header) as writer:
+    header = image_header(source, config, value_range, contrast_limits)
+    psnrs, mses, ssims, gaussians = [], [], [], 0
+    with SGIWriter(path, header.to_dict()) as writer:
         for index, key in enumerate(source.slice_keys()):
             try:
                 result = store.load(index)
@@ -100,17 +82,15 @@ def assemble(
                 ) from None
             for number, region in enumerate(result.regions):
                 for name in MODEL_SECTIONS:
-                    writer.add_section(f"slice/{index}/r{number}/{name}", region.sections[name])
-            slices.append(slice_entry(key, result))
+                    writer.add_section(section_name(index, number, name), region.sections[name])
+            header.slices.append(slice_entry(key, result))
             psnrs.append(float(result.psnr))
             mses.append(result.mse)
             ssims.append(result.ssim)
             gaussians += result.gaussians
         overall = 10 * math.log10(1 / np.mean(mses)) if np.mean(mses) > 0 else math.inf
-        quality = {"psnr": _finite_or_none(overall), "ssim": _finite_or_none(np.mean(ssims), 6)}
-        writer.header.update(
-            sgi_header(source, config, value_range, contrast_limits, slices, quality)
-        )
+        header.quality = Quality.measured(overall, float(np.mean(ssims)))
+        writer.header.update(header.to_dict())
     return Assembled(
         bytes=path.stat().st_size,
         slice_psnr=psnrs,
