@@ -13,21 +13,30 @@ Examples
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_sgi.core.device import resolve_device
 from napari_sgi.core.presets import FitConfig, get_preset
 
+if TYPE_CHECKING:
+    import threading
+
+    from napari_sgi.core.fit import FitProgress
+    from napari_sgi.core.image import ValueRange
+    from napari_sgi.core.model import SGIModel
+
 
 @dataclass
 class FitResult:
     """A fitted image: the model, its quality and the decoded image in the original dtype."""
 
-    model: object  # napari_sgi.core.model.SGIModel
+    model: SGIModel
     config: FitConfig
-    value_range: object  # napari_sgi.core.image.ValueRange
+    value_range: ValueRange
     decoded: np.ndarray
     psnr: float
     ssim: float
@@ -63,11 +72,11 @@ def fit_image(
     image: np.ndarray,
     *,
     preset: str = "default",
-    progress=None,
-    cancel=None,
+    progress: Callable[[FitProgress], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
     device: str = "auto",
     backend: str = "auto",
-    **overrides,
+    **overrides: object,
 ) -> FitResult:
     """Fit SGI to one 2D image ``(H, W)`` or ``(H, W, C)`` of any integer or float dtype.
 
