@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -77,7 +78,12 @@ _NON_NEGATIVE = _checked(float, lambda value: value >= 0, "a number >= 0")
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="default", help="paper, default, fast or compact")
+    parser.add_argument(
+        "--preset",
+        default="default",
+        help="default (our best rate-distortion mode, settings chosen from the image), fast (the "
+        "same, quicker), compact (fixed settings) or paper (the paper's, to reproduce it)",
+    )
     parser.add_argument("--iterations", type=_POSITIVE_INT, help="Adam steps over all levels")
     parser.add_argument(
         "--lmbda", type=_NON_NEGATIVE, help="rate weight: larger is smaller and worse"
@@ -132,6 +138,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_compress(args: argparse.Namespace) -> int:
     from napari_sgi.encode.pipeline import compress
+    from napari_sgi.encode.targeting import TargetWarning
 
     if args.scheduler and args.workers:
         raise ValueError("give either --scheduler or --workers, not both")
@@ -146,6 +153,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
             client = stack.enter_context(local_client(args.workers))
         bar = stack.enter_context(contextlib.closing(_CompressBar(enabled=not args.json)))
+        # A target out of reach is a one-line warning here, not a Python warning with its source.
+        caught = stack.enter_context(warnings.catch_warnings(record=True))
+        warnings.simplefilter("always", TargetWarning)
         result = compress(
             args.input,
             args.output,
@@ -154,8 +164,18 @@ def _cmd_compress(args: argparse.Namespace) -> int:
             axes=args.axes,
             progress=bar,
             client=client,
+            bpp=args.bpp,
+            ratio=args.ratio,
+            psnr=args.psnr,
             **_fit_overrides(args),
         )
+    for warning in caught:
+        if issubclass(warning.category, TargetWarning):
+            print(f"napari-sgi: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     if args.json:
         print(json.dumps(result.summary()))
     else:
@@ -179,6 +199,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     image = open_sgi(args.input)
     data = image.levels[0]
+    _check_output_size(data, args.force)
     output = Path(args.output)
     name = output.name.lower()
     if name.endswith((".ome.zarr", ".zarr")):
@@ -217,7 +238,23 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     return 0
 
 
+DECOMPRESS_LIMIT = 4 << 30  # bytes of the full-resolution image decompress writes unless --force
+
+
+def _check_output_size(data, force: bool) -> None:
+    """Refuse, before anything is rendered, an image larger than ``DECOMPRESS_LIMIT``: a tiny
+    file may describe a huge one."""
+    size = math.prod(data.shape) * data.dtype.itemsize
+    if size > DECOMPRESS_LIMIT and not force:
+        raise ValueError(
+            f"the decompressed image would be {size / 2**30:.1f} GiB (shape {tuple(data.shape)}, "
+            f"{data.dtype}), more than the {DECOMPRESS_LIMIT >> 30} GiB decompress writes "
+            "without --force: pass --force to write it anyway"
+        )
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
+    from napari_sgi.core.targets import describe_target
     from napari_sgi.file.container import SGIReader
 
     with SGIReader(args.input) as reader:
@@ -247,6 +284,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     )
     if quality:
         print(f"  PSNR {quality.get('psnr')} dB, SSIM {quality.get('ssim')} (measured at encode)")
+    fit = header.get("fit") if isinstance(header.get("fit"), dict) else {}
+    target = describe_target(fit.get("target_bpp"), fit.get("target_psnr"))
+    if target:
+        pixels = math.prod(layout.get("slice_shape", [0, 0])[:2]) * (header.get("n_slices") or 0)
+        reached = f"{8 * breakdown.file_size / pixels:.4f} bpp" if pixels else "?"
+        if fit.get("target_psnr") is not None:
+            slices = header.get("slices") or []
+            worst = min((s.get("psnr") or math.inf for s in slices), default=math.nan)
+            reached = f"PSNR {worst:.2f} dB (worst slice), {reached}"
+        print(f"  target {target}; reached {reached}")
     print("  bytes by part:")
     for part, size in sorted(grouped.items(), key=lambda item: -item[1]):
         print(f"    {part:<12} {size:>12,d}")
@@ -282,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit slices on a local dask cluster of this many worker processes",
     )
     _add_fit_options(compress)
+    targets = compress.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--bpp", type=_POSITIVE, help="target size: bits per pixel of the file (all channels)"
+    )
+    targets.add_argument(
+        "--ratio", type=_POSITIVE, help="target size: original bytes / file bytes (e.g. 20)"
+    )
+    targets.add_argument(
+        "--psnr", type=_POSITIVE, help="target quality: PSNR in dB of every decoded slice"
+    )
     compress.set_defaults(handler=_cmd_compress)
 
     decompress = commands.add_parser("decompress", help="decode a .sgi file to an image file")
@@ -290,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="a .tif, .png, .npy or .ome.zarr output"
     )
     decompress.add_argument("--json", action="store_true", help="print one JSON object")
+    decompress.add_argument(
+        "--force",
+        action="store_true",
+        help=f"write the image even if it is larger than {DECOMPRESS_LIMIT >> 30} GiB "
+        "(full resolution, uncompressed); without it, a larger image is refused before any "
+        "rendering",
+    )
     decompress.set_defaults(handler=_cmd_decompress)
 
     info = commands.add_parser("info", help="describe a .sgi file and where its bytes go")

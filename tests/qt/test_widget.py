@@ -26,7 +26,8 @@ def test_menu_command_opens_widget_for_active_layer(make_napari_viewer, tiny_ima
     assert isinstance(widget, SGIWidget)
     assert widget.image.value is layer
     assert widget.output.value.name == "tiny.sgi"
-    assert "1 slice × 4,000 steps" in widget.estimate.value
+    assert "1 slice × 12,500 steps" in widget.estimate.value  # the default preset
+    assert widget.preset.value == "default" and widget.k.value == 6  # one channel: K=6
 
 
 def test_sliders_reach_compress(sgi_widget, fake_api, tiny_image, tmp_path, wait_idle):
@@ -168,3 +169,36 @@ def test_closing_the_dock_stops_the_work(make_napari_viewer, fake_api, tiny_imag
     qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
     assert job.was_cancelled and list(tmp_path.iterdir()) == []
     assert len(viewer.layers) == 1
+
+
+def test_the_widget_opens_on_the_default_choices_for_the_layer(sgi_widget):
+    viewer, widget = sgi_widget
+    layer = viewer.add_image(np.zeros((300, 300), np.uint16), name="gray")
+    widget.set_layer(layer)
+    assert widget.preset.value == "default"
+    assert (widget.k.value, widget.levels.value) == (6, 4)  # one channel, 300 px: K=6, 4 levels
+    assert widget.lmbda == 2e-5
+
+
+def test_target_controls_reach_compress(sgi_widget, fake_api, tiny_image, tmp_path, wait_idle):
+    viewer, widget = sgi_widget
+    layer = viewer.add_image(tiny_image, name="tiny")
+    widget.set_layer(layer)
+    assert not widget.target_value.visible
+    widget.target.value = "size (compression ratio)"
+    assert widget.target_value.visible and not widget.density.enabled
+    assert widget.target_value.value == 20.0
+    widget.target_value.value = 12.5
+    widget.iterations.value = 20
+    widget.output.value = tmp_path / "out.sgi"
+    params = widget.parameters()
+    assert params["ratio"] == 12.5 and "density" not in params and "bpp" not in params
+    assert "steps" in widget.estimate.value  # the estimate counts the pilot fits
+    assert widget.start() is not None
+    wait_idle(widget)
+    (call,) = fake_api.calls
+    assert call["ratio"] == 12.5
+    widget.target.value = "quality (PSNR, dB)"
+    assert widget.parameters()["psnr"] == 40.0
+    widget.target.value = "none (density, λ, K)"
+    assert "psnr" not in widget.parameters() and widget.density.enabled

@@ -33,11 +33,24 @@ from qtpy.QtCore import QTimer
 from napari_sgi._napari import default_output_path, layer_compress_kwargs
 from napari_sgi._qt.compare import add_decoded_layer, show_side_by_side
 from napari_sgi._qt.job import CompressJob, estimate_work, warm_up
-from napari_sgi.core.presets import PRESETS
+from napari_sgi.core.presets import PRESETS, configure
 
 if TYPE_CHECKING:
     import napari
 
+NO_TARGET = "none (density, λ, K)"
+# Target choice: (lowest, highest, starting value) of its value box.
+TARGETS: dict[str, tuple[float, float, float]] = {
+    NO_TARGET: (0.01, 100.0, 0.0),
+    "size (bits per pixel)": (0.01, 64.0, 0.5),
+    "size (compression ratio)": (1.01, 10_000.0, 20.0),
+    "quality (PSNR, dB)": (1.0, 100.0, 40.0),
+}
+TARGET_OPTIONS = {  # the compress() keyword of each target
+    "size (bits per pixel)": "bpp",
+    "size (compression ratio)": "ratio",
+    "quality (PSNR, dB)": "psnr",
+}
 _LOG_LAMBDA_RANGE = (-5.0, -1.0)  # λ from 1e-5 (large, faithful) to 0.1 (small, coarse)
 
 
@@ -88,6 +101,16 @@ class SGIWidget(Container):
             tooltip="Gaussians generated from each seed's features; at a fixed "
             "density, a larger K means fewer seeds.",
         )
+        self.target = ComboBox(
+            label="Target",
+            choices=list(TARGETS),
+            value=NO_TARGET,
+            tooltip="Fit to a file size or a quality instead of a density: short pilot fits "
+            "choose the density, and λ is steered during the fit.",
+        )
+        self.target_value = FloatSpinBox(
+            label="Target value", min=0.01, max=100.0, step=0.05, value=0.5, visible=False
+        )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
         self.show_advanced = CheckBox(text="Advanced settings", value=False)
         self.density = FloatSpinBox(
@@ -135,6 +158,8 @@ class SGIWidget(Container):
                 self.preset,
                 self.log_lmbda,
                 self.k,
+                self.target,
+                self.target_value,
                 self.device,
                 self.show_advanced,
                 self.advanced,
@@ -151,6 +176,8 @@ class SGIWidget(Container):
         )
         for widget in (self.log_lmbda, self.k, self.density, self.iterations, self.levels):
             widget.changed.connect(self._update_estimate)
+        self.target.changed.connect(self._on_target_changed)
+        self.target_value.changed.connect(self._update_estimate)
         self.log_lmbda.changed.connect(self._show_lmbda)
         self.image.changed.connect(self._on_layer_changed)
         self.preset.changed.connect(self.apply_preset)
@@ -187,8 +214,12 @@ class SGIWidget(Container):
         self.image.value = layer
 
     def apply_preset(self, name: str) -> None:
-        """Set every slider to the preset's value (then each can be changed on its own)."""
+        """Set every slider to the preset's value for the chosen layer (``default`` and ``fast``
+        choose K, the levels and λ from the image), then each can be changed on its own."""
         config = PRESETS[name]
+        geometry = self._layer_geometry()
+        if geometry is not None:
+            config = configure(name, *geometry)
         self.iterations.value = config.iterations
         self.k.value = config.gaussians_per_seed
         self.density.value = config.density
@@ -210,6 +241,25 @@ class SGIWidget(Container):
         # The read-out shows log10 λ; the label shows λ itself.
         self.log_lmbda.label = f"λ = {self.lmbda:g}  (log₁₀)"
 
+    def _layer_geometry(self) -> tuple[int, int, int] | None:
+        """Height, width and channels of the chosen layer's slices, or None."""
+        layer = self.image.value
+        if layer is None:
+            return None
+        data = layer.data[0] if layer.multiscale else layer.data
+        if layer.rgb:
+            return int(data.shape[-3]), int(data.shape[-2]), int(data.shape[-1])
+        return int(data.shape[-2]), int(data.shape[-1]), 1
+
+    def _on_target_changed(self, choice: str) -> None:
+        low, high, start = TARGETS[choice]
+        self.target_value.visible = choice != NO_TARGET
+        self.target_value.min, self.target_value.max = low, high
+        if choice != NO_TARGET:
+            self.target_value.value = start
+        self.density.enabled = choice == NO_TARGET  # a target chooses the density
+        self._update_estimate()
+
     def parameters(self) -> dict[str, Any]:
         """The keyword arguments the widget passes to :func:`napari_sgi.compress` for its layer."""
         params: dict[str, Any] = {
@@ -221,6 +271,10 @@ class SGIWidget(Container):
             "density": float(self.density.value),
             "device": self.device.value,
         }
+        target = TARGET_OPTIONS.get(self.target.value)
+        if target is not None:
+            params[target] = float(self.target_value.value)
+            del params["density"]
         layer = self.image.value
         if layer is not None:
             params.update(layer_compress_kwargs(layer))
@@ -228,6 +282,7 @@ class SGIWidget(Container):
 
     def _on_layer_changed(self, layer: Any) -> None:
         if layer is not None:
+            self.apply_preset(self.preset.value)  # the image's own choices
             current = str(self.output.value) if self.output.value else ""
             # Follow the layer only while the user has not typed a path of their own.
             if not current or current in (".", self._auto_output):

@@ -15,7 +15,7 @@ from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
 from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
 from napari_sgi.core.presets import FitConfig
-from napari_sgi.core.rate_control import LambdaControl, stored_bits
+from napari_sgi.core.rate_control import LambdaControl, QualityControl, stored_bits
 from napari_sgi.core.refine import refine
 from napari_sgi.core.schedule import Schedule
 from napari_sgi.core.seeds import seed_count_for_density
@@ -186,6 +186,7 @@ def fit(
     cancel: CancelCheck | None = None,
     backend: str = "auto",
     budget_bits: float | None = None,
+    psnr_target: float | None = None,
 ) -> FitOutcome:
     """Fit an SGI model to ``image`` coarse to fine, minimising L1 + lambda * rate.
 
@@ -204,6 +205,8 @@ def fit(
     budget_bits
         Bits the stored attributes should take: λ is steered towards it in the rate phase
         (:mod:`.rate_control`). None: λ stays the configuration's.
+    psnr_target
+        Instead, a PSNR in dB: λ rises while the fit is above it, trading quality for rate.
 
     Examples
     --------
@@ -213,10 +216,10 @@ def fit(
     5
     """
     with kernel_owns_the_threads(image.device):
-        return _fit(image, config, model, progress, cancel, backend, budget_bits)
+        return _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_target)
 
 
-def _fit(image, config, model, progress, cancel, backend, budget_bits) -> FitOutcome:
+def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_target) -> FitOutcome:
     if model is None:
         model = make_model(tuple(image.shape), config)
     model = model.to(image.device)
@@ -228,9 +231,13 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits) -> FitOut
     history: list[FitProgress] = []
     started = time.perf_counter()
     lmbda = config.lmbda
-    control = None
+    control, quality, recent_mse = None, None, []
+    if budget_bits is not None and psnr_target is not None:
+        raise ValueError("a fit steers λ to a bit budget or to a PSNR, not both")
     if budget_bits is not None:
         control = LambdaControl(max(lmbda, 1e-7), budget_bits)
+    if psnr_target is not None:
+        quality = QualityControl(max(lmbda, 1e-7), psnr_target)
 
     def report(step: int, level: int, loss: float, mse: float, phase: str) -> None:
         event = FitProgress(
@@ -259,6 +266,10 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits) -> FitOut
         if control is not None and step >= schedule.rate_start:
             if (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
                 lmbda = control.update(stored_bits(model, level))
+        if quality is not None and len(recent_mse) >= CONTROL_INTERVAL:
+            mean = sum(recent_mse) / len(recent_mse)
+            lmbda = quality.update(10 * math.log10(1 / mean) if mean > 0 else math.inf)
+            recent_mse.clear()
         models = model.entropy_models(level) if mode == "adaptive" else None
         attributes = _noised(model, mode, level, generator, models)
         render = model.render(level, attributes, backend=backend)
@@ -273,6 +284,8 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits) -> FitOut
         optimizer.step()
         with torch.no_grad():
             mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
+        if quality is not None and mode == "adaptive" and level == 0:
+            recent_mse.append(mse)
         report(step, level, loss.item(), mse, mode)
     if config.refine_steps:
         refine(

@@ -1,8 +1,24 @@
-"""Fitting configurations and the named presets ``paper``, ``default`` and ``fast``."""
+"""Fitting configurations: the named presets, and the choices made from the image itself.
+
+``default`` is our best rate-distortion mode: the ``compact`` model (few features, few finely
+quantised seeds, MSE, refinement) with K, the pyramid levels and λ chosen from the image
+(:func:`configure`). ``fast`` is the same at a quarter of the steps, for a quick look. ``paper``
+is the paper's F=50 model, kept to reproduce the paper: it loses to JPEG at equal size on
+images of a few megapixels (its weights alone cost 0.8 bpp on a 512x512 RGB image).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+
+
+def _positive_or_none(value: float | None, upper: float = float("inf")) -> bool:
+    if value is None:
+        return True
+    try:
+        return 0 < float(value) <= upper and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,10 @@ class FitConfig:
     refine
         Fraction of ``iterations`` spent at the end on quantisation-aware refinement
         (:mod:`.refine`): training on the rounded attributes that the file stores. 0: none.
+    target_bpp, target_psnr
+        A target instead of a density (at most one): the file's bits per pixel over all channels,
+        or the decoded PSNR in dB. The encoder chooses the density from short pilot fits and
+        steers λ to the size (:mod:`.targets`, :mod:`.rate_control`).
     """
 
     iterations: int = 4000
@@ -59,6 +79,8 @@ class FitConfig:
     attribute_lr_scale: float = 1.0
     distortion: str = "l1"
     refine: float = 0.0
+    target_bpp: float | None = None
+    target_psnr: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -74,7 +96,11 @@ class FitConfig:
             "attribute_lr_scale": self.attribute_lr_scale > 0,
             "distortion": self.distortion in ("l1", "mse"),
             "refine": 0 <= self.refine < 1 and self.refine_steps < self.iterations,
+            "target_bpp": _positive_or_none(self.target_bpp),
+            "target_psnr": _positive_or_none(self.target_psnr, 100.0),
         }
+        if self.target_bpp is not None and self.target_psnr is not None:
+            raise ValueError("give one target: a size (target_bpp) or a quality (target_psnr)")
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
@@ -102,32 +128,78 @@ class FitConfig:
         return asdict(self)
 
 
+# Small files (0.1-0.7 bpp on a 512x512 image): few features, few seeds finely quantised, no
+# hash-grid context (its weights cost more than it saves at this size), and MSE, what PSNR
+# measures. So few Gaussians fit fast: 12000 steps gave +0.1 to +0.4 dB over 4000 at equal size,
+# and 500 more steps of refinement on the rounded attributes +0.06 to +0.13 dB
+# (docs/benchmarks.md, "rd"; docs/method.md, "refinement").
+_COMPACT = FitConfig(
+    iterations=12500,
+    feature_dim=4,
+    density=0.01,
+    lmbda=2e-5,
+    grid_levels=0,
+    attribute_lr_scale=8.0,
+    distortion="mse",
+    refine=0.04,
+)
+
 PRESETS: dict[str, FitConfig] = {
-    # The paper's settings (15000 steps, L=3, F=50, K=10, lambda=0.001) at the paper's density
-    # (3.5 M Gaussians for a 51-megapixel image).
+    # Our best rate-distortion mode; K, levels and λ are then chosen from the image (configure).
+    "default": _COMPACT,
+    # The same at a quarter of the steps: a quick look on a laptop.
+    "fast": replace(_COMPACT, iterations=3000),
+    # The compact model with exactly these settings, whatever the image (the RD tables' series).
+    "compact": _COMPACT,
+    # The paper's settings, to reproduce the paper (15000 steps, L=3, F=50, K=10, λ=0.001, 3.5 M
+    # Gaussians for a 51-megapixel image). Not a small-file codec on images of a few megapixels.
     "paper": FitConfig(iterations=15000, grid_levels=12),
-    # Same model, a quarter of the steps, 8x larger steps on the seed attributes (of 1, 3, 4, 6
-    # and 8 on the sample images, 8 was best on the RGB image and within 0.05 dB of the best on
-    # the others; docs/benchmarks.md, "fit").
-    "default": FitConfig(iterations=4000, attribute_lr_scale=8.0),
-    # A quick look on a laptop.
-    "fast": FitConfig(iterations=800, feature_dim=24, attribute_lr_scale=8.0),
-    # Small files (0.1-0.5 bpp on a 512x512 image): few features, few seeds finely quantised, no
-    # hash-grid context (its weights cost more than it saves at this size), and MSE, what PSNR
-    # measures. So few Gaussians fit fast: 12000 steps gave +0.1 to +0.4 dB over 4000 at equal
-    # size, and 500 more steps of refinement on the rounded attributes +0.06 to +0.13 dB
-    # (docs/benchmarks.md, "rd"; docs/method.md, "refinement").
-    "compact": FitConfig(
-        iterations=12500,
-        feature_dim=4,
-        density=0.01,
-        lmbda=2e-5,
-        grid_levels=0,
-        attribute_lr_scale=8.0,
-        distortion="mse",
-        refine=0.04,
-    ),
 }
+
+# Presets whose K, levels and λ follow the image (configure); the others are used as they are.
+IMAGE_ADAPTED = frozenset({"default", "fast"})
+
+
+def image_choices(height: int, width: int, channels: int) -> dict:
+    """K, pyramid levels and λ for an image, from its size and channel count.
+
+    From the measured variations of ``compact`` (docs/method.md): 4 levels gave +0.11 to +0.18 dB
+    at equal size on the 512x512 IHC image and the 256x256 z-slice and were neutral on the
+    512x512 nuclei (0.00 / -0.05); 6 Gaussians a seed +0.16 to +0.30 dB on the z-slice and +0.03
+    on nuclei but -0.08 on RGB IHC; λ=4e-5 +0.14 on IHC, -0.11 on single-channel nuclei. So: 4
+    levels once the coarsest level keeps 32 pixels a side, K=6 on one channel, λ=4e-5 on colour.
+
+    Examples
+    --------
+    >>> image_choices(512, 512, 3)
+    {'gaussians_per_seed': 10, 'levels': 4, 'lmbda': 4e-05}
+    >>> image_choices(200, 300, 1)
+    {'gaussians_per_seed': 6, 'levels': 3, 'lmbda': 2e-05}
+    """
+    return {
+        "gaussians_per_seed": 6 if channels == 1 else 10,
+        "levels": 4 if min(height, width) >= 256 else 3,
+        "lmbda": 4e-5 if channels >= 3 else 2e-5,
+    }
+
+
+def configure(preset: str, height: int, width: int, channels: int, **overrides) -> FitConfig:
+    """The configuration to fit an image of this size with: the preset, the image's own choices
+    (for ``default`` and ``fast``), then the caller's ``overrides`` (``None`` leaves a field).
+
+    Examples
+    --------
+    >>> configure("default", 256, 256, 1).gaussians_per_seed
+    6
+    >>> configure("default", 256, 256, 1, gaussians_per_seed=10, levels=None).levels
+    4
+    >>> configure("compact", 256, 256, 1).gaussians_per_seed
+    10
+    """
+    config = get_preset(preset)
+    if preset in IMAGE_ADAPTED:
+        config = config.with_overrides(**image_choices(height, width, channels))
+    return config.with_overrides(**overrides)
 
 
 def get_preset(name: str) -> FitConfig:
@@ -135,8 +207,8 @@ def get_preset(name: str) -> FitConfig:
 
     Examples
     --------
-    >>> get_preset("paper").iterations
-    15000
+    >>> get_preset("paper").iterations, get_preset("default").feature_dim
+    (15000, 4)
     """
     try:
         return PRESETS[name]

@@ -69,6 +69,39 @@ class LambdaControl:
         return self.lmbda
 
 
+@dataclass
+class QualityControl:
+    """Multiplicative control of λ towards a PSNR: more λ (fewer bits) while above it.
+
+    A quality target's density is chosen from short pilots, which tend to overshoot; what the
+    density gives beyond the target is traded for rate here. λ doubles per ``1 / gain`` dB above
+    ``psnr`` and halves per as much below (at most x2 a step, within the same range as
+    :class:`LambdaControl`).
+
+    Examples
+    --------
+    >>> control = QualityControl(lmbda=2e-5, psnr=30.0)
+    >>> round(control.update(30.25) / 2e-5, 3), round(control.update(29.75) / 2e-5, 3)
+    (1.414, 1.0)
+    """
+
+    lmbda: float
+    psnr: float
+    gain: float = 2.0
+    history: list[tuple[float, float]] = field(default_factory=list)  # (psnr, λ) per update
+
+    def __post_init__(self) -> None:
+        self._low, self._high = self.lmbda / 100, max(self.lmbda, 1e-9) * 1e4
+
+    def update(self, psnr: float) -> float:
+        """Take the current PSNR; return the new λ."""
+        factor = 2.0 ** (self.gain * (psnr - self.psnr)) if math.isfinite(psnr) else MAX_STEP_FACTOR
+        factor = min(max(factor, 1 / MAX_STEP_FACTOR), MAX_STEP_FACTOR)
+        self.lmbda = min(max(self.lmbda * factor, self._low), self._high)
+        self.history.append((psnr, self.lmbda))
+        return self.lmbda
+
+
 def stored_bits(model, level: int = 0) -> float:
     """Bits of the attributes (and hash grid) as a file stores them, priced by the entropy model.
 

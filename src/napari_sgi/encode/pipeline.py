@@ -29,8 +29,9 @@ import numpy as np
 
 from napari_sgi.core.device import resolve_device
 from napari_sgi.core.image import MIN_SIDE, ValueRange
-from napari_sgi.core.presets import get_preset
+from napari_sgi.core.presets import configure, get_preset
 from napari_sgi.core.regions import REGION_MARGIN, REGION_SIZE, plan_regions
+from napari_sgi.core.targets import target_options
 from napari_sgi.encode.assemble import assemble
 from napari_sgi.encode.plan import WARM_FRACTION, plan_work, warm_config
 from napari_sgi.encode.resume import ResumeStore, job_fingerprint
@@ -82,6 +83,11 @@ class CompressResult:
             "n_slices": self.n_slices,
             "gaussians": self.gaussians,
             "slice_psnr": [round(p, 4) if math.isfinite(p) else None for p in self.slice_psnr],
+            "target": {
+                key: self.config[f"target_{key}"]
+                for key in ("bpp", "psnr")
+                if self.config.get(f"target_{key}") is not None
+            },
         }
 
 
@@ -102,6 +108,9 @@ def compress(
     path: str | os.PathLike,
     *,
     preset: str = "default",
+    bpp: float | None = None,
+    ratio: float | None = None,
+    psnr: float | None = None,
     device: str = "auto",
     backend: str = "auto",
     axes: str | None = None,
@@ -131,6 +140,15 @@ def compress(
     preset, **overrides
         The fit configuration: a preset name and any :class:`FitConfig` field to change
         (``lmbda``, ``gaussians_per_seed``, ``iterations``, ``levels``, ``density``, ``seeds``).
+        ``default`` (our best rate-distortion mode) and ``fast`` choose K, the pyramid levels
+        and λ from the image (:func:`napari_sgi.core.presets.configure`); fields given here win.
+    bpp, ratio, psnr
+        A target instead of a density (at most one): the file's bits per pixel (over all
+        channels), its compression ratio (original bytes over file bytes), or the decoded PSNR
+        in dB of every slice. Short pilot fits choose the density, and λ is steered during the
+        fit to reach a size (:mod:`napari_sgi.encode.targeting`). The header records the target;
+        a target out of reach gives a :class:`~napari_sgi.encode.targeting.TargetWarning` and
+        the nearest result.
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     axes
@@ -174,13 +192,23 @@ def compress(
     started = time.perf_counter()
     path = Path(path)
     _check_output(path)
-    config = get_preset(preset).with_overrides(**overrides)
+    get_preset(preset)  # an unknown name fails before the input is read
     device = resolve_device(device)
     source = data if isinstance(data, ImageSource) else open_input(data, axes=axes)
     source = _with_metadata(source, scale, units, channel_names)
     _check_fittable(source)
+    channels = source.slice_shape[2] if len(source.slice_shape) == 3 else 1
+    bits_per_pixel = 8.0 * channels * np.dtype(source.dtype).itemsize
+    target = target_options(bpp=bpp, ratio=ratio, psnr=psnr, bits_per_pixel=bits_per_pixel)
+    if target and overrides.get("density") is not None:
+        raise ValueError("give a target (bpp, ratio, psnr) or a density, not both")
+    if target and warm_start:
+        raise ValueError("a target is met slice by slice: run it without warm start")
+    height, width = source.slice_shape[:2]
+    config = configure(preset, height, width, channels, **overrides, **target)
     value_range = stack_value_range(source)
     regions = plan_regions(*source.slice_shape[:2], region_size, region_margin)  # checks them
+    _check_reachable(config, regions, channels)
     if warm_start and client is not None:
         raise ValueError("warm start fits slices one after the other: run it without a client")
     warm = warm_config(config, warm_fraction)  # checks warm_fraction
@@ -191,7 +219,6 @@ def compress(
     fingerprint = job_fingerprint(
         source, config, value_range, (region_size, region_margin), fraction
     )
-    channels = source.slice_shape[2] if len(source.slice_shape) == 3 else 1
     store = ResumeStore(path, fingerprint, regions, region_margin, channels)
     if not resume:
         store.remove()
@@ -234,6 +261,7 @@ def compress(
     store.remove()
     pixels = source.n_slices * work.height * work.width
     original = math.prod(source.shape) * np.dtype(source.dtype).itemsize
+    _warn_if_missed(config, 8 * written.bytes / pixels, written.slice_psnr)
     return CompressResult(
         path=path,
         bytes=written.bytes,
@@ -248,6 +276,49 @@ def compress(
         gaussians=written.gaussians,
         config=config.to_dict(),
     )
+
+
+def _check_reachable(config, regions, channels: int) -> None:
+    """Refuse, before any work, a size target below what the regions cost with no Gaussians."""
+    if config.target_bpp is None:
+        return
+    from napari_sgi.encode.targeting import fixed_bits
+
+    pixels = sum((r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in regions)
+    floor = len(regions) * fixed_bits(config, channels) / pixels
+    if config.target_bpp <= 1.05 * floor:
+        raise ValueError(
+            f"{config.target_bpp:g} bpp is out of reach: a file of this image takes at least "
+            f"{floor:.3f} bpp (the model's weights and headers), and its Gaussians more"
+        )
+
+
+SIZE_TOLERANCE = 0.05  # a size target is reached when the file lands within 5 % of it
+
+
+def _warn_if_missed(config, reached_bpp: float, slice_psnr: list[float]) -> None:
+    """Say so when the file missed its target (the target may have been out of reach)."""
+    import warnings
+
+    from napari_sgi.encode.targeting import TargetWarning
+
+    if config.target_bpp is not None:
+        off = reached_bpp / config.target_bpp - 1
+        if abs(off) > SIZE_TOLERANCE:
+            warnings.warn(
+                f"the file is {reached_bpp:.4f} bpp, {100 * off:+.1f} % from the "
+                f"{config.target_bpp:g} bpp asked for",
+                TargetWarning,
+                stacklevel=3,
+            )
+    if config.target_psnr is not None:
+        worst = min(slice_psnr)
+        if worst < config.target_psnr - 0.01:
+            warnings.warn(
+                f"PSNR {worst:.2f} dB reached where {config.target_psnr:g} dB was asked for",
+                TargetWarning,
+                stacklevel=3,
+            )
 
 
 def _check_output(path: Path) -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from napari_sgi.core.presets import FitConfig, get_preset
+from napari_sgi.core.presets import FitConfig, configure
 from napari_sgi.core.regions import REGION_MARGIN, REGION_SIZE, plan_regions
 from napari_sgi.core.seeds import seed_count_for_density
+from napari_sgi.core.targets import target_options
+from napari_sgi.encode.targeting import pilot_steps_per_region
 
 #: Fraction of the steps a warm-started slice runs (``compress(warm_start=True)``).
 WARM_FRACTION = 0.4
@@ -117,7 +119,7 @@ def plan_work(
         height=height,
         width=width,
         regions=len(regions),
-        steps_per_region=config.iterations,
+        steps_per_region=config.iterations + pilot_steps_per_region(config),
         warm_steps_per_region=warm,
         seeds=seeds,
         gaussians_per_seed=config.gaussians_per_seed,
@@ -131,11 +133,23 @@ def plan_from_params(
     slice_shape: tuple[int, ...], n_slices: int, params: dict[str, Any]
 ) -> WorkPlan:
     """:func:`plan_work` for the keyword arguments of :func:`napari_sgi.compress` (``preset``,
-    the :class:`FitConfig` fields, ``region_size``, ``region_margin``, ``warm_start``,
-    ``warm_fraction``); other keys are ignored.
+    the :class:`FitConfig` fields, ``bpp``/``ratio``/``psnr``, ``region_size``,
+    ``region_margin``, ``warm_start``, ``warm_fraction``); other keys are ignored.
     """
-    config = get_preset(params.get("preset") or "default").with_overrides(
-        **{k: v for k, v in params.items() if k in _FIT_FIELDS}
+    channels = int(slice_shape[2]) if len(slice_shape) == 3 else 1
+    target = target_options(
+        bpp=params.get("bpp"),
+        ratio=params.get("ratio"),
+        psnr=params.get("psnr"),
+        bits_per_pixel=params.get("bits_per_pixel", 8.0 * channels),
+    )
+    config = configure(
+        params.get("preset") or "default",
+        int(slice_shape[0]),
+        int(slice_shape[1]),
+        channels,
+        **{k: v for k, v in params.items() if k in _FIT_FIELDS},
+        **target,
     )
     warm = (params.get("warm_fraction") or WARM_FRACTION) if params.get("warm_start") else None
     margin = params.get("region_margin")

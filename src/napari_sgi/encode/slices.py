@@ -95,27 +95,39 @@ def compress_slice(
         Called as ``progress(step, total, psnr)`` with the steps of this slice over its regions.
     start_models
         One model per region to start from (warm start), e.g. the previous slice's.
+
+    With a target in ``config`` (``target_bpp``, ``target_psnr``) each region is fitted to it
+    (:func:`napari_sgi.encode.targeting.fit_region`): a size target is shared out by the
+    regions' core pixels.
     """
     from napari_sgi.codec.model import encode_model
-    from napari_sgi.core.fit import fit
     from napari_sgi.core.image import to_tensor, validate_image
+    from napari_sgi.encode.targeting import fit_region, pilot_steps_per_region
 
     image = validate_image(image)
     regions = plan_regions(image.shape[0], image.shape[1], region_size, region_margin)
     meter = CoreMeter(image, regions, value_range, region_margin)
-    total = config.iterations * len(regions)
+    steps = config.iterations + pilot_steps_per_region(config)
+    total = steps * len(regions)
     results = []
     for number, region in enumerate(regions):
         by0, by1, bx0, bx1 = region.box
         target = to_tensor(image[by0:by1, bx0:bx1], value_range).to(device)
 
-        def report(event, base=number * config.iterations):
+        def report(event, base=number * steps):
             if progress is not None:
                 progress(base + event.step, total, event.psnr)
 
         start = start_models[number] if start_models else None
-        model = fit(
-            target, config, model=start, progress=report, cancel=cancel, backend=backend
+        core_pixels = (region.core[1] - region.core[0]) * (region.core[3] - region.core[2])
+        model = fit_region(
+            target,
+            config,
+            core_pixels=core_pixels,
+            model=start,
+            progress=report,
+            cancel=cancel,
+            backend=backend,
         ).model
         sections = encode_model(model)
         meter.add(number, render_box(model, 0, backend))

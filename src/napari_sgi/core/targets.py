@@ -1,0 +1,155 @@
+"""What a user asks for, a file size or a quality, turned into the settings of a fit.
+
+A size target (bits per pixel, or a compression ratio, which is the same thing) is met in two
+moves: a short *pilot* fit at a guessed density measures how many bits a Gaussian of this image
+takes, which sets the density; then the full fit steers λ so that the stored attributes land on
+their share of the budget (:mod:`.rate_control`). A quality target (PSNR) sets the density from
+pilots too: PSNR grows about linearly with the logarithm of both the density and the number of
+steps (measured on the sample images: 1.0-1.1 dB per doubling of the steps on the IHC image,
+0.16-0.17 dB on nuclei), so pilots at two densities and two lengths predict the full fit's PSNR.
+
+Examples
+--------
+>>> target_options(ratio=10, bits_per_pixel=8)
+{'target_bpp': 0.8}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+BITS_PER_GAUSSIAN_GUESS = 18.0  # the pilot's start: 15-26 bits on the sample images
+PILOT_FRACTION = 0.08  # of the full fit's steps, per pilot
+MIN_PILOT_STEPS = 150
+# The attributes' bits grow from a pilot of PILOT_FRACTION of the steps to the full fit (measured:
+# x1.22 on nuclei and x1.29 on IHC from 400 to 3000 steps): aim the density's natural rate this
+# far above the budget, so that rate control only has to bring it down (it cannot raise it).
+PILOT_GROWTH = 1.25
+HEADROOM = 1.12
+STEP_GAIN_DAMPING = 0.75
+# Gaussians per pixel: 0.2 is ~3-5 bpp with the compact model, past any useful size target.
+DENSITY_RANGE = (1e-4, 0.2)
+# dB per doubling of the density that a quality target assumes at least: flatter pilots would
+# extrapolate to absurd densities (0.16-0.3 dB measured on the flattest sample, nuclei).
+MIN_DENSITY_GAIN = 0.15
+
+
+def target_options(
+    *,
+    bpp: float | None = None,
+    ratio: float | None = None,
+    psnr: float | None = None,
+    bits_per_pixel: float | None = None,
+) -> dict[str, float]:
+    """The :class:`~napari_sgi.core.presets.FitConfig` fields of the target a user set.
+
+    At most one of ``bpp``, ``ratio`` (original size over file size) and ``psnr``;
+    ``bits_per_pixel`` (the original's, all channels: 8 x channels x bytes per sample) turns a
+    ratio into bits per pixel. FitConfig checks the values themselves.
+
+    Examples
+    --------
+    >>> target_options(ratio=16, bits_per_pixel=16)
+    {'target_bpp': 1.0}
+    >>> target_options(psnr=40), target_options()
+    ({'target_psnr': 40}, {})
+    """
+    options = {"bpp": bpp, "ratio": ratio, "psnr": psnr}
+    given = {name: value for name, value in options.items() if value is not None}
+    if len(given) > 1:
+        raise ValueError(f"give one target, not {' and '.join(given)}")
+    if ratio is not None:
+        if not isinstance(ratio, int | float) or not math.isfinite(ratio) or ratio <= 1:
+            raise ValueError(f"a compression ratio must be a number above 1, got {ratio!r}")
+        if bits_per_pixel is None:
+            raise ValueError("a ratio target needs the original's bits per pixel")
+        return {"target_bpp": bits_per_pixel / ratio}
+    if bpp is not None:
+        return {"target_bpp": bpp}
+    return {"target_psnr": psnr} if psnr is not None else {}
+
+
+def describe_target(target_bpp: float | None, target_psnr: float | None) -> str:
+    """``"0.25 bpp"``, ``"PSNR 40 dB"`` or ``""``."""
+    if target_bpp is not None:
+        return f"{target_bpp:g} bpp"
+    return f"PSNR {target_psnr:g} dB" if target_psnr is not None else ""
+
+
+def pilot_steps(iterations: int) -> int:
+    """Steps of one pilot fit.
+
+    Examples
+    --------
+    >>> pilot_steps(12500), pilot_steps(500)
+    (1000, 150)
+    """
+    return max(MIN_PILOT_STEPS, round(PILOT_FRACTION * iterations))
+
+
+def clamp_density(density: float) -> float:
+    low, high = DENSITY_RANGE
+    return min(max(density, low), high)
+
+
+def density_for_bits(
+    pixels: int,
+    budget_bits: float,
+    pilot: Callable[[float], float],
+) -> float:
+    """The density whose full fit's natural rate lies ``HEADROOM`` above ``budget_bits``.
+
+    ``pilot(density)`` runs a pilot fit and returns the bits of its stored attributes.
+
+    Examples
+    --------
+    >>> density_for_bits(10_000, 1800.0, lambda d: 15.0 * d * 10_000)  # 15 bits a Gaussian
+    0.010752
+    """
+    guess = clamp_density(budget_bits / (BITS_PER_GAUSSIAN_GUESS * pixels))
+    measured = pilot(guess)
+    per_gaussian = max(measured, 1.0) / (guess * pixels)
+    wanted = HEADROOM * budget_bits / (PILOT_GROWTH * per_gaussian * pixels)
+    return round(clamp_density(wanted), 6)
+
+
+def density_for_psnr(
+    target: float,
+    iterations: int,
+    pilot: Callable[[float, int], float],
+    start: float = 0.01,
+) -> tuple[float, float]:
+    """The density whose full fit is predicted to reach ``target`` dB, and that prediction.
+
+    ``pilot(density, steps)`` runs a pilot fit and returns its PSNR. Four pilots: two lengths at
+    ``start`` give the gain per doubling of the steps, extrapolated to ``iterations`` damped by
+    ``STEP_GAIN_DAMPING`` (the gain per doubling shrinks as the fit goes on: 0.27 dB from 120 to
+    240 steps on the nuclei crop, 0.19 from 1000 to 3000); a second density gives the gain per
+    doubling of the density, and a pilot at the density this predicts corrects it (secant).
+
+    Examples
+    --------
+    >>> model = lambda d, n: 30 + 2 * math.log2(d / 0.01) + 0.5 * math.log2(n / 1000)
+    >>> density, predicted = density_for_psnr(33.0, 4000, model)
+    >>> round(density, 4), round(predicted, 2)
+    (0.0234, 33.0)
+    """
+    short, long = pilot_steps(iterations) // 2, pilot_steps(iterations)
+    at_short, at_long = pilot(start, short), pilot(start, long)
+    per_step_doubling = max(at_long - at_short, 0.0) / math.log2(long / short)
+    to_full = STEP_GAIN_DAMPING * per_step_doubling * math.log2(iterations / long)
+    points = [(math.log2(start), at_long)]
+    other = clamp_density(start * 2)
+    points.append((math.log2(other), pilot(other, long)))
+    for _ in range(2):  # predict, then correct once with a pilot at the prediction
+        (x0, y0), (x1, y1) = sorted(points, key=lambda p: abs(p[1] + to_full - target))[:2]
+        slope = max((y1 - y0) / (x1 - x0), MIN_DENSITY_GAIN) if x1 != x0 else MIN_DENSITY_GAIN
+        x = x0 + (target - to_full - y0) / slope
+        density = clamp_density(2**x)
+        if len(points) == 3:
+            break
+        points.append((math.log2(density), pilot(density, long)))
+    x0, y0 = min(points, key=lambda p: abs(math.log2(density) - p[0]))
+    predicted = y0 + to_full + slope * (math.log2(density) - x0)
+    return density, predicted

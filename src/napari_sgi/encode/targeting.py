@@ -1,0 +1,145 @@
+"""Fit one region to the size or quality the user asked for (``target_bpp``, ``target_psnr``).
+
+Pilot fits choose the density (:mod:`napari_sgi.core.targets`); for a size, the full fit then
+steers λ so that the stored attributes land on their share of the file
+(:mod:`napari_sgi.core.rate_control`). A region's share is the target times its core's pixels,
+less what the region costs whatever its density: its weights, and the headers of its streams and
+of the container.
+
+Examples
+--------
+>>> from napari_sgi.core.presets import get_preset
+>>> pilot_steps_per_region(get_preset("default").with_overrides(target_bpp=0.3))
+1000
+>>> pilot_steps_per_region(get_preset("default"))
+0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from napari_sgi.core.presets import FitConfig
+from napari_sgi.core.targets import density_for_bits, density_for_psnr, pilot_steps
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_sgi.core.fit import FitOutcome, FitProgress
+
+# Bytes a region adds beyond its weights and the symbols of its attributes: stream headers and
+# chunk tables (5 sections), its index entries and its part of the header JSON (measured on
+# compact files: 130-190 bytes a region).
+REGION_OVERHEAD_BYTES = 160
+# The coder's streams against the entropy model's ideal bits of the same symbols (snapped tables,
+# escapes, per-chunk CRCs): 2-3 % on compact files.
+CODER_OVERHEAD = 1.028
+PSNR_MARGIN = 0.1  # dB above the target that λ is steered to (refinement then adds a little)
+# dB above the target that the density is chosen for: λ can trade an excess for rate, but cannot
+# make up for too few Gaussians.
+PSNR_HEADROOM = 0.15
+
+
+class TargetWarning(UserWarning):
+    """A target cannot be reached: the file gets the nearest result instead."""
+
+
+def pilot_steps_per_region(config: FitConfig) -> int:
+    """Steps of the pilot fits of one region (0 without a target)."""
+    if config.target_bpp is not None:
+        return pilot_steps(config.iterations)
+    if config.target_psnr is not None:  # two lengths at one density, the longer at two more
+        return pilot_steps(config.iterations) // 2 + 3 * pilot_steps(config.iterations)
+    return 0
+
+
+def fixed_bits(config: FitConfig, channels: int) -> float:
+    """Bits a region costs whatever its density: its weights and its headers."""
+    from napari_sgi.codec.weights import stored_size
+    from napari_sgi.core.fit import make_model
+
+    model = make_model((channels, 16, 16), config.with_overrides(seeds=1))
+    return 8.0 * (stored_size(model) + REGION_OVERHEAD_BYTES)
+
+
+def smallest_bpp(config: FitConfig, channels: int, core_pixels: int) -> float:
+    """Bits per pixel of a region's file share with no attributes at all: a floor for targets."""
+    return fixed_bits(config, channels) / core_pixels
+
+
+def fit_region(
+    image: torch.Tensor,  # [C, H, W] the region's box, in [0, 1]
+    config: FitConfig,
+    *,
+    core_pixels: int,
+    progress: Callable[[FitProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    backend: str = "auto",
+    model=None,
+) -> FitOutcome:
+    """Fit a region's box, to its target when ``config`` has one.
+
+    ``progress`` sees the pilots' steps first, then the full fit's, counted from 1 up to
+    ``config.iterations + pilot_steps_per_region(config)``.
+    """
+    from napari_sgi.core.fit import fit
+
+    pilots = pilot_steps_per_region(config)
+    done = 0
+
+    def shifted(event):
+        if progress is not None:
+            progress(replace(event, step=done + event.step, total=config.iterations + pilots))
+
+    def pilot(density: float, steps: int) -> FitOutcome:
+        nonlocal done
+        settings = config.with_overrides(density=density, iterations=steps, refine=0.0)
+        settings = _without_target(settings)
+        outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
+        done += steps
+        return outcome
+
+    if config.target_bpp is not None:
+        from napari_sgi.core.rate_control import stored_bits
+
+        channels, height, width = image.shape
+        budget = config.target_bpp * core_pixels - fixed_bits(config, channels)
+        if budget <= 0:
+            raise ValueError(
+                f"{config.target_bpp:g} bpp is below the smallest file of this image "
+                f"({smallest_bpp(config, channels, core_pixels):.3f} bpp: the weights alone)"
+            )
+        budget /= CODER_OVERHEAD
+        density = density_for_bits(
+            height * width,
+            budget,
+            lambda d: stored_bits(pilot(d, pilot_steps(config.iterations)).model),
+        )
+        final = _without_target(config.with_overrides(density=density))
+        return fit(
+            image, final, progress=shifted, cancel=cancel, backend=backend, budget_bits=budget
+        )
+    if config.target_psnr is not None:
+        # Whether it was reached is told after the file is written (compress warns then).
+        density, _ = density_for_psnr(
+            config.target_psnr + PSNR_HEADROOM,
+            config.iterations,
+            lambda d, n: pilot(d, n).history[-1].psnr,
+            start=config.density,
+        )
+        final = _without_target(config.with_overrides(density=density))
+        return fit(
+            image,
+            final,
+            progress=shifted,
+            cancel=cancel,
+            backend=backend,
+            psnr_target=config.target_psnr + PSNR_MARGIN,
+        )
+    return fit(image, config, model=model, progress=progress, cancel=cancel, backend=backend)
+
+
+def _without_target(config: FitConfig) -> FitConfig:
+    return replace(config, target_bpp=None, target_psnr=None)

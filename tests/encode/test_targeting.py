@@ -1,0 +1,105 @@
+"""Targets a user understands: a size (bpp, ratio) or a quality (PSNR), reached by the fit."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_sgi.cli import main
+from napari_sgi.core.targets import target_options
+from napari_sgi.encode.pipeline import compress
+from napari_sgi.encode.plan import plan_from_params
+from napari_sgi.encode.targeting import TargetWarning
+from napari_sgi.file.container import SGIReader
+
+SHORT = {"preset": "fast", "iterations": 600}
+
+
+@pytest.fixture(scope="module")
+def cells() -> np.ndarray:
+    """96x96 uint16: blobs on a ramp, with some noise (something to spend bits on)."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:96, :96]
+    image = 300 + 10 * x
+    for cy, cx in rng.integers(8, 88, size=(12, 2)):
+        image = image + 2500 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 30)
+    return (image + rng.normal(0, 40, image.shape)).clip(0, 65535).astype(np.uint16)
+
+
+def test_a_size_target_is_reached(tmp_path, cells):
+    path = tmp_path / "a.sgi"
+    result = compress(cells, path, bpp=1.5, **SHORT)
+    assert result.bpp == pytest.approx(1.5, rel=0.15)
+    with SGIReader(path) as reader:
+        assert reader.header["fit"]["target_bpp"] == 1.5  # the header records the target
+    assert result.summary()["target"] == {"bpp": 1.5}
+
+
+def test_a_ratio_is_a_size_target(tmp_path, cells):
+    result = compress(cells, tmp_path / "a.sgi", ratio=12, **SHORT)  # 16 bits -> 1.33 bpp
+    assert result.compression_ratio == pytest.approx(12, rel=0.15)
+
+
+def test_a_quality_target_is_reached(tmp_path, cells):
+    free = compress(cells, tmp_path / "free.sgi", **SHORT)
+    goal = round(free.psnr - 1.0, 1)  # within this image's reach, below the default's quality
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TargetWarning)
+        result = compress(cells, tmp_path / "a.sgi", psnr=goal, **SHORT)
+    assert goal - 0.5 <= result.psnr <= goal + 1.5  # short fits: loose
+    missed = [w for w in caught if issubclass(w.category, TargetWarning)]
+    assert bool(missed) == (result.psnr < goal - 0.01)  # below the target: the user is told
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bpp": 0}, "target_bpp"),
+        ({"bpp": -1}, "target_bpp"),
+        ({"bpp": math.nan}, "target_bpp"),
+        ({"psnr": 0}, "target_psnr"),
+        ({"psnr": 400}, "target_psnr"),
+        ({"ratio": 1.0}, "ratio must be a number above 1"),
+        ({"ratio": math.inf}, "ratio must be a number above 1"),
+        ({"bpp": 1, "psnr": 30}, "give one target"),
+        ({"bpp": 0.001}, "out of reach"),
+        ({"bpp": 1, "density": 0.02}, "or a density, not both"),
+        ({"bpp": 1, "warm_start": True}, "without warm start"),
+    ],
+)
+def test_bad_targets_fail_before_any_work(tmp_path, cells, options, message):
+    path = tmp_path / "a.sgi"
+    with pytest.raises(ValueError, match=message):
+        compress(np.stack([cells, cells]), path, **SHORT, **options)
+    assert list(tmp_path.iterdir()) == []  # no file, no resume folder
+
+
+def test_target_options():
+    assert target_options(ratio=8, bits_per_pixel=24) == {"target_bpp": 3.0}
+    assert target_options(bpp=0.5) == {"target_bpp": 0.5}
+    assert target_options() == {}
+    with pytest.raises(ValueError, match="one target"):
+        target_options(bpp=1, ratio=2, bits_per_pixel=8)
+
+
+def test_the_plan_counts_the_pilot_fits():
+    free = plan_from_params((96, 96), 1, dict(SHORT))
+    sized = plan_from_params((96, 96), 1, {**SHORT, "bpp": 1.0})
+    quality = plan_from_params((96, 96), 1, {**SHORT, "psnr": 30.0})
+    assert free.total_steps == 600
+    assert sized.total_steps == 600 + 150  # one pilot
+    assert quality.total_steps == 600 + 75 + 3 * 150  # two lengths, then two more densities
+
+
+def test_info_shows_the_target_and_what_was_reached(tmp_path, cells, capsys):
+    np.save(tmp_path / "cells.npy", cells)
+    out = tmp_path / "cells.sgi"
+    args = ["compress", str(tmp_path / "cells.npy"), "-o", str(out), "--bpp", "1.5"]
+    assert main([*args, "--preset", "fast", "--iterations", "600", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["target"] == {"bpp": 1.5}
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"target 1.5 bpp; reached {summary['bpp']:.4f} bpp" in text
