@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import IMAGES, load  # noqa: E402
 from _record import git_revision, machine_description, record_section  # noqa: E402
 
+from napari_sgi.file.header import MODEL_SECTIONS as SECTIONS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = ROOT / "docs" / "images"
 # Quality sweeps: JPEG quality, JPEG 2000 target PSNR of its single layer (dB), JPEG XL distance.
@@ -66,7 +68,6 @@ JPEGXL_DISTANCES = (
     0.15,
 )
 CODECS = ("JPEG", "JPEG 2000", "JPEG XL")
-SECTIONS = ("weights", "hash_grid", "features", "log_scaling", "offsets")
 SUMMARY_BPP = (0.25, 0.5, 1.0, 2.0)
 
 

@@ -1,0 +1,172 @@
+"""Targets and defaults on the real sample images: does the file land where the user asked?
+
+Run:  python benchmarks/bench_targets.py measure IMAGE [--threads 1]   (one image, JSON out)
+      python benchmarks/bench_targets.py report [--no-record]          (table, docs/benchmarks.md)
+
+For each image: ``compress`` with no options (the ``default`` preset) against JPEG and JPEG 2000
+at the same bytes; size targets of 0.1, 0.25, 0.5 and 1 bpp (does the file land within ±5 %?);
+three PSNR targets across the image's curve (is the decoded PSNR at or above, and within 0.3 dB?);
+and, for one size and one PSNR target, a plain fit at the density the target ended on, to compare
+times (the target's pilots and control should cost at most 1.5x that fit). Sizes are bytes on
+disk; PSNR is measured on the file decoded by the reader, in its own dtype, relative to the data
+range (bench_rd.quality). Each image's run writes benchmarks/results/targets_<image>.json, so
+that images can run side by side, one process each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import IMAGES, load  # noqa: E402
+from _record import git_revision, machine_description, record_section  # noqa: E402
+from bench_rd import at_rate, baseline_sweep, quality  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZE_TARGETS = (0.1, 0.25, 0.5, 1.0)
+# Across each image's curve (docs/benchmarks.md, "rd": compact from ~0.1 to ~0.7 bpp).
+PSNR_TARGETS = {
+    "nuclei": (32.6, 33.0, 33.4),
+    "ihc": (25.0, 27.0, 29.0),
+    "zslice": (28.0, 30.0, 31.5),
+}
+TIMED = {"bpp": 0.25, "psnr": 1}  # which size target, and which PSNR target (index), to time
+
+
+def _decoded(path: Path):
+    from napari_sgi.reader import SGIFile
+
+    return SGIFile(path).render_slice(0)
+
+
+def _run(image, path: Path, **options) -> dict:
+    from napari_sgi import compress
+
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = compress(image, path, **options)
+    seconds = time.perf_counter() - started
+    psnr, ssim = quality(_decoded(path), image)
+    from napari_sgi.file.container import SGIReader
+
+    with SGIReader(path) as reader:
+        regions = reader.header["slices"][0]["regions"]
+    gaussians = sum(r["model"]["seed_count"] * r["model"]["gaussians_per_seed"] for r in regions)
+    return {
+        "options": {k: v for k, v in options.items() if k != "preset"},
+        "bytes": path.stat().st_size,
+        "bpp": 8 * path.stat().st_size / (image.shape[0] * image.shape[1]),
+        "psnr": psnr,
+        "ssim": ssim,
+        "seconds": seconds,
+        "density": gaussians / (image.shape[0] * image.shape[1]),
+        "warnings": [str(w.message) for w in caught if "Target" in w.category.__name__],
+        "reported_psnr": result.psnr,
+    }
+
+
+def measure(name: str) -> dict:
+    image = load(name)
+    sweeps = baseline_sweep(image)
+    out = {"image": name, "revision": git_revision(), "rows": []}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+
+        def step(kind: str, **options) -> dict:
+            row = {"kind": kind, **_run(image, folder / f"{len(out['rows'])}.sgi", **options)}
+            for codec in ("JPEG", "JPEG 2000", "JPEG XL"):
+                row[codec] = at_rate(sweeps[codec], row["bpp"])
+            out["rows"].append(row)
+            print(json.dumps({"image": name, **row}), flush=True)
+            return row
+
+        step("default")
+        for bpp in SIZE_TARGETS:
+            row = step("bpp", bpp=bpp)
+            if bpp == TIMED["bpp"]:
+                step("plain fit at that density", density=round(row["density"], 6))
+        for i, target in enumerate(PSNR_TARGETS[name]):
+            row = step("psnr", psnr=target)
+            if i == TIMED["psnr"]:
+                step("plain fit at that density", density=round(row["density"], 6))
+    (RESULTS / f"targets_{name}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _fmt(value, digits=2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def report(record: bool) -> str:
+    lines = [
+        "Command: `python benchmarks/bench_targets.py measure IMAGE --threads 1` for each image "
+        "(two at a time, one process each), then `python benchmarks/bench_targets.py report`.",
+        "",
+        f"Machine: {machine_description()}.",
+        "",
+    ]
+    for name in IMAGES:
+        path = RESULTS / f"targets_{name}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        lines += [
+            f"**{name}** ({IMAGES[name][1]}, revision {data['revision']})",
+            "",
+            "| run | asked | file bpp | off | PSNR dB | JPEG dB | JPEG 2000 dB | s | density |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        previous = None
+        for row in data["rows"]:
+            asked, off = "", ""
+            if row["kind"] == "bpp":
+                asked = f"{row['options']['bpp']:g} bpp"
+                off = f"{100 * (row['bpp'] / row['options']['bpp'] - 1):+.1f} %"
+            elif row["kind"] == "psnr":
+                asked = f"{row['options']['psnr']:g} dB"
+                off = f"{row['psnr'] - row['options']['psnr']:+.2f} dB"
+            elif row["kind"].startswith("plain"):
+                asked = f"(x{previous['seconds'] / row['seconds']:.2f} time)"
+            lines.append(
+                f"| {row['kind']} | {asked} | {row['bpp']:.4f} | {off} | {row['psnr']:.2f} | "
+                f"{_fmt(row['JPEG'])} | {_fmt(row['JPEG 2000'])} | {row['seconds']:.0f} | "
+                f"{row['density']:.4f} |"
+            )
+            if row["warnings"]:
+                lines[-1] += " " + "; ".join(row["warnings"])
+            previous = row
+        lines.append("")
+    markdown = "\n".join(lines)
+    if record:
+        record_section("targets", markdown)
+    return markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("measure")
+    one.add_argument("image", choices=list(IMAGES))
+    one.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    rep = sub.add_parser("report")
+    rep.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    if args.command == "measure":
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        measure(args.image)
+    else:
+        print(report(not args.no_record))
+
+
+if __name__ == "__main__":
+    main()
