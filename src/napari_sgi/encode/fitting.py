@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_sgi.core.device import resolve_device
-from napari_sgi.core.presets import FitConfig, get_preset
+from napari_sgi.core.presets import FitConfig, configure
 
 if TYPE_CHECKING:
     import threading
@@ -92,23 +92,28 @@ def fit_image(
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     **overrides
         Any :class:`~napari_sgi.core.presets.FitConfig` field (``iterations``, ``lmbda``,
-        ``gaussians_per_seed``, ``density``, ``seeds``, ...).
+        ``gaussians_per_seed``, ``density``, ``seeds``, ``target_bpp``, ``target_psnr``, ...);
+        ``default`` and ``fast`` choose K, the levels and λ from the image first.
     """
     import torch
 
-    from napari_sgi.core.fit import fit
     from napari_sgi.core.image import ValueRange, from_tensor, to_tensor, validate_image
     from napari_sgi.core.metrics import psnr, ssim
+    from napari_sgi.encode.targeting import fit_region
 
     image = validate_image(image)
-    config = get_preset(preset).with_overrides(**overrides)
+    channels = image.shape[2] if image.ndim == 3 else 1
+    config = configure(preset, image.shape[0], image.shape[1], channels, **overrides)
     device = resolve_device(device)
     value_range = ValueRange.of(image)
     target = to_tensor(image, value_range).to(device)
     if hasattr(cancel, "is_set"):
         cancel = cancel.is_set
     started = time.perf_counter()
-    outcome = fit(target, config, progress=progress, cancel=cancel, backend=backend)
+    pixels = image.shape[0] * image.shape[1]
+    outcome = fit_region(
+        target, config, core_pixels=pixels, progress=progress, cancel=cancel, backend=backend
+    )
     with torch.no_grad():
         model = outcome.model
         render = model.render(0, model.quantized_attributes(0), backend=backend).clamp(0, 1)
