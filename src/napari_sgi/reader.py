@@ -5,15 +5,23 @@ down-sampled), with a small cache of decoded models and rendered chunks.
 A chunk of a slice fitted region by region blends the regions whose weights reach into it
 (:func:`napari_sgi.core.regions.blend`); the regions it needs that are not cached yet are decoded
 and rendered side by side on a few threads (the coarsest level needs every region of a slice).
+
+A file is checked before anything is allocated for it: the whole header when it is opened
+(:class:`~napari_sgi.file.schema.ImageHeader`, the models' sizes within
+:mod:`napari_sgi.file.budget`), every region's section lengths against its model, then, per
+region, the streams' symbol counts before its model is built, the tiles its Gaussians cover at
+each level before it is rendered, and the render itself (finite). Whatever is wrong with a file
+is an :class:`~napari_sgi.errors.SGIFormatError` (a ``ValueError``), never another exception.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +31,7 @@ import numpy as np
 from napari_sgi.core.image import ValueRange
 from napari_sgi.core.regions import Region, blend, regions_in, render_box
 from napari_sgi.errors import SGIFormatError
+from napari_sgi.file.budget import check_section_sizes
 from napari_sgi.file.container import SGIReader
 from napari_sgi.file.header import MODEL_SECTIONS, model_config_from_header
 from napari_sgi.file.schema import ImageHeader, SliceEntry, section_name
@@ -30,6 +39,31 @@ from napari_sgi.file.schema import ImageHeader, SliceEntry, section_name
 CHUNK = 512
 MIN_LEVEL_SIDE = 256
 DECODE_THREADS = min(4, os.cpu_count() or 1)
+CACHE_BYTES = 1 << 29  # decoded models, and region renders, each keep at most this much
+# The rasterizer lists, per 16x16 tile, the Gaussians that reach it (16 bytes each) and evaluates
+# them there: at most this many entries per Gaussian (the encoder's models: 1 to 13 at level 0,
+# fewer below), and this many in all, at any level.
+TILES_PER_GAUSSIAN = 64
+MAX_TILE_ENTRIES = 1 << 25
+
+
+@contextlib.contextmanager
+def _format_errors(what: str) -> Iterator[None]:
+    """Any failure inside is the file's: an :class:`SGIFormatError` that says ``what`` failed.
+
+    ``ValueError`` is how the decoders refuse a stream; anything else (a RuntimeError from torch,
+    a MemoryError) would be a check missing before it, and is chained for whoever hunts those.
+    """
+    try:
+        yield
+    except SGIFormatError:
+        raise
+    except ValueError as error:
+        raise SGIFormatError(f"{what}: {error}") from None
+    except (OSError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # noqa: BLE001 - a bad file must never escape as another type
+        raise SGIFormatError(f"{what}: {type(error).__name__}: {error}") from error
 
 
 def level_count(height: int, width: int) -> int:
@@ -64,6 +98,7 @@ class SGIFile:
         self._reader = SGIReader(self.path)
         try:
             self.image = ImageHeader.from_dict(self._reader.header)
+            self._check_sections()
         except SGIFormatError as error:
             self._reader.close()
             raise SGIFormatError(f"{self.path.name}: {error}") from None
@@ -81,7 +116,23 @@ class SGIFile:
         self._renders: OrderedDict = OrderedDict()
         self._chunks: OrderedDict = OrderedDict()
         self._in_flight: dict = {}
+        self._sizes: dict = {}  # bytes of each cached model and render
         self._cache_models, self._cache_chunks = cache_models, cache_chunks
+
+    def _check_sections(self) -> None:
+        """Every region's five sections exist, with the lengths its model implies (index only)."""
+        sizes = self._reader.section_sizes
+        for index, entry in enumerate(self.image.slices):
+            for number, region in enumerate(entry.regions):
+                names = {part: section_name(index, number, part) for part in MODEL_SECTIONS}
+                missing = [name for name in names.values() if name not in sizes]
+                if missing:
+                    raise SGIFormatError(f"the file has no section {missing[0]!r}")
+                check_section_sizes(
+                    region.model,
+                    {part: sizes[name] for part, name in names.items()},
+                    f"slice {index} region {number}",
+                )
 
     @property
     def rgb(self) -> bool:
@@ -99,8 +150,12 @@ class SGIFile:
         """Width of the ramps that blend slice ``index``'s regions (0: a hard cut)."""
         return self.slices[index].blend
 
-    def _cached(self, cache: OrderedDict, key, compute: Callable, limit: int):
-        """``cache[key]``, computed once even when several threads ask for it at the same time."""
+    def _cached(self, cache: OrderedDict, key, compute: Callable, limit: int, size=None):
+        """``cache[key]``, computed once even when several threads ask for it at the same time.
+
+        The cache keeps at most ``limit`` values and, with ``size`` (bytes of a value), at most
+        ``CACHE_BYTES`` of them (the newest value always).
+        """
         while True:
             with self._lock:
                 if key in cache:
@@ -116,8 +171,14 @@ class SGIFile:
             value = compute()
             with self._lock:
                 cache[key] = value
-                while len(cache) > limit:
-                    cache.popitem(last=False)
+                if size is not None:
+                    self._sizes[key] = size(value)
+                while len(cache) > limit or (
+                    size is not None
+                    and len(cache) > 1
+                    and sum(self._sizes.get(k, 0) for k in cache) > CACHE_BYTES
+                ):
+                    self._sizes.pop(cache.popitem(last=False)[0], None)
             return value
         finally:
             with self._lock:
@@ -131,6 +192,7 @@ class SGIFile:
             ("model", index, region),
             lambda: self._decode(index, region),
             self._cache_models,
+            _model_bytes,
         )
 
     def _decode(self, index: int, region: int):
@@ -141,19 +203,28 @@ class SGIFile:
             part: self._reader.read_section(section_name(index, region, part))
             for part in MODEL_SECTIONS
         }
-        try:
-            return decode_model(config, sections)
-        except ValueError as error:
-            raise SGIFormatError(f"slice {index} does not decode: {error}") from None
+        with _format_errors(f"slice {index} region {region} does not decode"):
+            model = decode_model(config, sections)
+            _check_tile_entries(model)
+        return model
 
     def _region_render(self, index: int, region: int, level: int) -> np.ndarray:
         """``[h, w, C]`` float render of one region's whole box at ``level`` (cached)."""
         return self._cached(
             self._renders,
             ("render", index, region, level),
-            lambda: render_box(self.model(index, region), level),
+            lambda: self._render(index, region, level),
             self._cache_models,
+            lambda pixels: pixels.nbytes,
         )
+
+    def _render(self, index: int, region: int, level: int) -> np.ndarray:
+        model = self.model(index, region)
+        with _format_errors(f"slice {index} region {region} does not render"):
+            pixels = render_box(model, level)
+        if not np.isfinite(pixels).all():
+            raise SGIFormatError(f"slice {index} region {region} renders NaN or infinite values")
+        return pixels
 
     def _render_all(self, index: int, numbers: list[int], level: int) -> None:
         """Render the regions ``numbers`` that are not cached yet, several at a time.
@@ -197,15 +268,18 @@ class SGIFile:
         regions, width = self.regions(index), self.blend_width(index)
         shape = self.slice_shape[:2]
         self._render_all(index, regions_in(regions, level, window, shape, width), level)
-        out = blend(
-            regions,
-            lambda number: self._region_render(index, number, level),
-            level,
-            window,
-            shape,
-            width,
-        )
-        return self.value_range.denormalize(out if self.rgb else out[:, :, 0])
+        with _format_errors(f"slice {index} does not blend"):
+            out = blend(
+                regions,
+                lambda number: self._region_render(index, number, level),
+                level,
+                window,
+                shape,
+                width,
+            )
+            if self.value_range.high <= self.value_range.low:
+                out = np.zeros_like(out)  # a constant image: every pixel is the value range's low
+            return self.value_range.denormalize(out if self.rgb else out[:, :, 0])
 
     def level_shape(self, level: int) -> tuple[int, int]:
         from napari_sgi.core.image import level_shape
@@ -243,6 +317,51 @@ class SGIFile:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def _model_bytes(model) -> int:
+    """Memory a decoded model keeps: its parameters and buffers."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _check_tile_entries(model) -> None:
+    """Refuse a model whose Gaussians would list too many (Gaussian, tile) pairs at some level.
+
+    The rasterizer allocates 16 bytes per pair and evaluates the pixels of each: a few huge
+    Gaussians cost a tiny file nothing (the context model predicts their size) and the reader
+    gigabytes. The pairs are counted with the rasterizer's own bounds at every level down to one
+    tile (below it, a Gaussian has one tile at most), the MLPs evaluated once. Raises a
+    ``ValueError`` (the caller names the region).
+    """
+    import torch
+
+    from napari_sgi.core.image import level_shape
+    from napari_sgi.core.raster_rules import TILE, gaussian_pixel_bounds
+
+    with torch.no_grad():
+        means, conics, _ = model.gaussians()
+    height, width = model.config.height, model.config.width
+    budget = min(TILES_PER_GAUSSIAN * max(len(means), 1024), MAX_TILE_ENTRIES)
+    level = 0
+    while True:
+        rows, cols = level_shape(height, width, level)
+        fx, fy = cols / width, rows / height  # as SGIModel.level_gaussians scales them
+        scale = torch.tensor([fx, fy], dtype=means.dtype)
+        conic_scale = torch.tensor([1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)], dtype=means.dtype)
+        box = gaussian_pixel_bounds(means * scale, conics * conic_scale, rows, cols).long()
+        tiles = ((box[:, 2] - box[:, 0] + TILE - 1) // TILE) * (
+            (box[:, 3] - box[:, 1] + TILE - 1) // TILE
+        )
+        entries = int(tiles.sum())
+        if entries > budget:  # a ValueError: the caller names the region
+            raise ValueError(
+                f"its {len(means)} Gaussians cover {entries} tiles at level {level}, more than "
+                f"{budget} ({TILES_PER_GAUSSIAN} per Gaussian, {MAX_TILE_ENTRIES} in all)"
+            )
+        if rows <= TILE and cols <= TILE:
+            return
+        level += 1
 
 
 @dataclass

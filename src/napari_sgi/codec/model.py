@@ -23,10 +23,13 @@ import numpy as np
 import torch
 
 from napari_sgi.codec.bit_stream import decode_bits, encode_bits
+from napari_sgi.codec.gaussian_stream import _unpack_head as unpack_gaussian_head
 from napari_sgi.codec.gaussian_stream import decode_gaussian, encode_gaussian
 from napari_sgi.codec.weights import load_weights, store_weights
 from napari_sgi.core.entropy import GROUPS
 from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
+from napari_sgi.errors import CodingError
+from napari_sgi.file.budget import CHUNK_SYMBOLS, check_section_sizes, stream_symbols
 
 STEP_SNAP_BITS = 16  # steps are multiples of 2^-16 of their base step
 
@@ -124,11 +127,42 @@ def encode_model(model: SGIModel) -> dict[str, bytes]:
     return sections
 
 
+def check_sections(config: ModelConfig, sections: dict[str, bytes]) -> None:
+    """Refuse sections that ``config`` cannot have, before a model is built or a symbol decoded.
+
+    Their lengths (:func:`napari_sgi.file.budget.check_section_sizes`), then each Gaussian
+    stream's header: as many symbols as the model has values of its group, in chunks of at most
+    2^18 symbols (as every encoder writes them). A claimed seed count thus costs bytes.
+
+    Raises
+    ------
+    ValueError
+        (:class:`~napari_sgi.errors.SGIFormatError` or
+        :class:`~napari_sgi.errors.CodingError`) naming the section.
+    """
+    model = config.to_dict()
+    sizes = {part: len(data) for part, data in sections.items()}
+    check_section_sizes(model, sizes, "model")
+    for part, symbols in stream_symbols(model).items():
+        (*_, count), chunks, _ = unpack_gaussian_head(sections[part])
+        if count != symbols:
+            raise CodingError(f"the {part} stream holds {count} symbols, its model has {symbols}")
+        if not all(1 <= chunk[0] <= CHUNK_SYMBOLS for chunk in chunks):
+            raise CodingError(f"the {part} stream has a chunk of more than {CHUNK_SYMBOLS} symbols")
+
+
 def decode_model(config: ModelConfig, sections: dict[str, bytes]) -> SGIModel:
-    """Rebuild the model that :func:`encode_model` left behind, from its sections alone."""
+    """Rebuild the model that :func:`encode_model` left behind, from its sections alone.
+
+    The sections are checked against ``config`` first (:func:`check_sections`), and the weights
+    must be finite; any problem is a ``ValueError``.
+    """
+    check_sections(config, sections)
     with torch.random.fork_rng(devices=[]):
         model = SGIModel(config, initialize_scaling=False)
     load_weights(model, sections["weights"])
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise CodingError("the weights section holds NaN or infinite values")
     if model.context.grid is not None:
         with torch.no_grad():
             table = model.context.grid.table

@@ -6,7 +6,7 @@ or in an ``"image"`` / ``"layout"`` sub-object, because readers size allocations
 
 - ``shape``, ``slice_shape``: lists of 1..8 ints in [1, 2**24], product <= 2**38;
 - ``axes``: distinct letters from ``TCZYXS``, one per dimension of ``shape``;
-- ``dtype``: a numeric numpy dtype string;
+- ``dtype``: a numpy dtype string of an integer (1-8 bytes) or float (2, 4 or 8 bytes) type;
 - ``scale``, ``pixel_sizes``: positive finite numbers or null, one per dimension;
 - ``units``: strings or null, one per dimension; ``channel_names``: null or strings;
 - ``contrast_limits``, ``value_range``: [lo, hi] (finite, lo <= hi), a list of such, or null;
@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from napari_sgi.errors import SGIFormatError
+from napari_sgi.file.budget import check_model_budget
 
 __all__ = [
     "FILE_KIND",
     "MAX_HEADER_BYTES",
     "MODEL_SECTIONS",
     "check_model_config",
+    "is_sample_dtype",
     "decode_header",
     "encode_header",
     "model_config_from_header",
@@ -46,45 +48,49 @@ MAX_STRING = 4096
 AXIS_LETTERS = "TCZYXS"
 _SCOPES = ("image", "layout")
 
-_MODEL_LIMITS = {
+_MODEL_LIMITS = {  # the fields of ModelConfig, in its order, and their largest values
     "height": 1 << 24,
     "width": 1 << 24,
     "channels": 64,
     "feature_dim": 1024,
     "gaussians_per_seed": 256,
     "seed_count": 1 << 28,
+    "rng_seed": 1 << 62,
     "levels": 8,
     "grid_levels": 12,
     "grid_features": 16,
     "grid_log2_table": 24,
-    "rng_seed": 1 << 62,
 }
+# What an image's samples may be: the integer and floating-point types the encoder compresses
+# (no bool, complex, float128), in either byte order.
+DTYPE_SIZES = {"u": (1, 2, 4, 8), "i": (1, 2, 4, 8), "f": (2, 4, 8)}
 
 
 def check_model_config(data: Any) -> None:
-    """Check a region's ``model`` entry (known fields, integers in range) without torch.
+    """Check a region's ``model`` entry without torch: every field of ``ModelConfig``, integers in
+    range, and a box, Gaussians and stored values within :mod:`.budget`'s bounds.
 
     Examples
     --------
-    >>> check_model_config({"height": 64, "width": 64, "channels": 1})
-    >>> check_model_config({"height": 64, "width": -1})
+    >>> model = {"height": 64, "width": 64, "channels": 1, "feature_dim": 4,
+    ...          "gaussians_per_seed": 4, "seed_count": 40, "rng_seed": 0, "levels": 3,
+    ...          "grid_levels": 0, "grid_features": 4, "grid_log2_table": 13}
+    >>> check_model_config(model)
+    >>> check_model_config({**model, "width": -1})
     Traceback (most recent call last):
     ...
     napari_sgi.errors.SGIFormatError: model field 'width' out of range: -1
     """
-    if (
-        not isinstance(data, dict)
-        or set(data) - set(_MODEL_LIMITS)
-        or not {"height", "width"} <= set(data)
-    ):
-        raise SGIFormatError(f"invalid model configuration in the header: {data!r:.200}")
+    if not isinstance(data, dict) or set(data) != set(_MODEL_LIMITS):
+        raise SGIFormatError(
+            f"invalid model configuration in the header (it needs exactly the fields "
+            f"{', '.join(_MODEL_LIMITS)}): {shown(data)}"
+        )
     for name, value in data.items():
-        if (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or not 0 <= value <= _MODEL_LIMITS[name]
-        ):
-            raise SGIFormatError(f"model field {name!r} out of range: {value!r}")
+        low = 0 if name in ("rng_seed", "grid_levels") else 1
+        if not is_int(value) or not low <= value <= _MODEL_LIMITS[name]:
+            raise SGIFormatError(f"model field {name!r} out of range: {shown(value)}")
+    check_model_budget(data)
 
 
 def model_config_from_header(data: dict):
@@ -194,6 +200,21 @@ def is_range(v: Any) -> bool:
     return isinstance(v, list) and len(v) == 2 and all(map(is_number, v)) and v[0] <= v[1]
 
 
+def is_sample_dtype(name: Any) -> bool:
+    """A numpy dtype string of the integer and float types an image may have (``DTYPE_SIZES``).
+
+    >>> is_sample_dtype("<u2"), is_sample_dtype("float32"), is_sample_dtype("|b1")
+    (True, True, False)
+    """
+    if not isinstance(name, str) or len(name) > 32:
+        return False
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError, Warning):  # a deprecated alias, where warnings are errors
+        return False
+    return dtype.itemsize in DTYPE_SIZES.get(dtype.kind, ())
+
+
 def _check_shape(key: str, shape: Any) -> int:
     if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM:
         raise _fail(key, f"must be a list of 1 to {MAX_NDIM} sizes", shape)
@@ -232,13 +253,12 @@ def _validate_scope(h: Mapping[str, Any], prefix: str) -> None:
             raise _fail(prefix + "axes", f"must be distinct letters from {AXIS_LETTERS}", axes)
         if ndim is not None and len(axes) != ndim:
             raise _fail(prefix + "axes", f"must have one letter per dimension ({ndim})", axes)
-    if "dtype" in h:
-        try:
-            ok = isinstance(h["dtype"], str) and np.dtype(h["dtype"]).kind in "biuf"
-        except TypeError:
-            ok = False
-        if not ok:
-            raise _fail(prefix + "dtype", "must name a numeric numpy dtype", h["dtype"])
+    if "dtype" in h and not is_sample_dtype(h["dtype"]):
+        raise _fail(
+            prefix + "dtype",
+            "must name an integer (1 to 8 bytes) or floating-point (2, 4 or 8 bytes) numpy dtype",
+            h["dtype"],
+        )
     for key in ("scale", "pixel_sizes"):
         if h.get(key) is not None:
             _check_list(

@@ -7,11 +7,15 @@ dataclasses: ``to_dict()`` gives the JSON object the encoder writes, key for key
 :class:`~napari_sgi.errors.SGIFormatError` naming the field, whatever a reader could not render
 from: another kind of file, a layout without stack axes before ``Y``, ``X`` (and ``S``), a slice
 list that does not match the shape, regions whose cores do not tile the slice, a missing or
-absurd blend width. :func:`section_name` names the sections of each region's model.
+absurd blend width, a value range that the dtype cannot hold, a model larger than
+:mod:`.budget` allows. :func:`section_name` names the sections of each region's model.
 
 Examples
 --------
->>> region = RegionEntry((0, 64, 0, 64), (0, 64, 0, 64), {"height": 64, "width": 64, "channels": 1})
+>>> model = {"height": 64, "width": 64, "channels": 1, "feature_dim": 4, "gaussians_per_seed": 4,
+...          "seed_count": 40, "rng_seed": 0, "levels": 3, "grid_levels": 0, "grid_features": 4,
+...          "grid_log2_table": 13}
+>>> region = RegionEntry((0, 64, 0, 64), (0, 64, 0, 64), model)
 >>> header = ImageHeader(
 ...     encoder_version="0.1.0",
 ...     layout={"axes": "YX", "shape": [64, 64], "dtype": "|u1"},
@@ -40,6 +44,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from napari_sgi.errors import SGIFormatError
 from napari_sgi.file.header import (
     FILE_KIND,
@@ -63,6 +69,7 @@ __all__ = [
 ]
 
 MAX_BLEND = 1 << 16  # widest blend ramp a reader accepts, in full-resolution pixels
+RGB_SAMPLES = (3, 4)  # what a YXS layout's last axis may hold (the encoder keeps RGB(A) only)
 PSNR_DIGITS, SSIM_DIGITS = 4, 6  # what the header keeps of the measured quality
 
 
@@ -98,9 +105,25 @@ def _fail(where: str, message: str, value: Any = None) -> SGIFormatError:
 
 
 def _pair(where: str, value: Any) -> tuple[Any, Any]:
-    if not is_range(value):
-        raise _fail(where, "must be [low, high] with low <= high", value)
+    if not is_range(value) or not math.isfinite(value[1] - value[0]):
+        raise _fail(where, "must be [low, high] with low <= high, a finite span", value)
     return value[0], value[1]
+
+
+def _value_range(value: Any, dtype_name: str) -> tuple[Any, Any]:
+    """``value_range``: a pair within what the dtype holds (a decoder maps [0, 1] onto it)."""
+    low, high = _pair("value_range", value)
+    dtype = np.dtype(dtype_name)
+    if dtype.kind in "ui":
+        if not (float(low).is_integer() and float(high).is_integer()):
+            raise _fail("value_range", f"must be whole numbers for {dtype.name}", value)
+        info = np.iinfo(dtype)  # compared exactly: 2**64 is a float, but no uint64
+        inside = int(info.min) <= int(low) and int(high) <= int(info.max)
+    else:
+        inside = -float(np.finfo(dtype).max) <= low and high <= float(np.finfo(dtype).max)
+    if not inside:
+        raise _fail("value_range", f"must lie within the range of {dtype.name}", value)
+    return low, high
 
 
 def _figure(where: str, value: Any) -> float | None:
@@ -129,6 +152,13 @@ def _check_tiling(where: str, cores: list[tuple[int, int, int, int]], height: in
         ok = ok and all(a[1] == b[0] for a, b in itertools.pairwise(bands))
     if not ok:
         raise _fail(where, f"cores do not tile the {height}x{width} slice as a grid", cores)
+
+
+def _check_layout_counts(layout: Mapping[str, Any], slice_shape: tuple, count: int) -> None:
+    """The layout's own ``slice_shape`` and ``n_slices``, where given, must agree with its shape."""
+    for key, wanted in (("slice_shape", list(slice_shape)), ("n_slices", count)):
+        if key in layout and layout[key] != wanted:
+            raise _fail(f"layout.{key}", f"must be {wanted}, as the shape says", layout[key])
 
 
 @dataclass
@@ -344,18 +374,21 @@ class ImageHeader:
         stack_axes = axes.removesuffix("S").removesuffix("YX")
         if len(stack_axes) != len(axes) - 2 - axes.endswith("S") or set(stack_axes) & set("YXS"):
             raise _fail("layout.axes", "must be stack axes, then YX or YXS", axes)
+        if axes.endswith("S") and shape[-1] not in RGB_SAMPLES:
+            raise _fail("layout.shape", "must end with 3 or 4 samples (RGB, RGBA) for YXS", shape)
         fit = header.get("fit")
         if not isinstance(fit, Mapping):
             raise _fail("fit", "must be an object", fit)
         image = cls(
             encoder_version=version,
             layout=dict(layout),
-            value_range=_pair("value_range", header.get("value_range")),
+            value_range=_value_range(header.get("value_range"), layout["dtype"]),
             contrast_limits=_pair("contrast_limits", header.get("contrast_limits")),
             fit=dict(fit),
         )
         slices, n_slices = header.get("slices"), header.get("n_slices")
         count = math.prod(image.stack_shape)
+        _check_layout_counts(layout, image.slice_shape, count)
         if not isinstance(slices, list) or n_slices != len(slices) or len(slices) != count:
             length = len(slices) if isinstance(slices, list) else slices
             raise _fail(
