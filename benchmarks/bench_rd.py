@@ -16,7 +16,8 @@ of the original); SSIM is napari_sgi.core.metrics.ssim on the images normalised 
 bpp = 8 * bytes / (height * width), whatever the number of channels. 16-bit images are given to
 JPEG 2000 and JPEG XL as 16-bit data stretched to the full 0..65535 range (as napari-sgi
 normalises to its range), and to JPEG as 8-bit data stretched to 0..255; every decoded image is
-mapped back to the original units before it is measured.
+mapped back to the original units before it is measured (napari_sgi.compare: the codecs, this
+mapping and the metrics, shared with ``napari-sgi compare`` and the widget).
 
 Results are printed (one JSON object per line with --json), plotted in docs/images/rd_<image>.png
 and recorded in docs/benchmarks.md ("rd"). With --cache, every napari-sgi point is appended to a
@@ -72,93 +73,56 @@ SUMMARY_BPP = (0.25, 0.5, 1.0, 2.0)
 
 
 def quality(decoded: np.ndarray, original: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of ``decoded`` against ``original``, relative to the original's range."""
-    from napari_sgi.core.image import ValueRange, to_tensor
-    from napari_sgi.core.metrics import psnr, ssim
+    """PSNR (dB) and SSIM of ``decoded`` against ``original``, relative to the original's range.
 
-    value_range = ValueRange.of(original)
-    a, b = to_tensor(decoded, value_range), to_tensor(original, value_range)
-    return psnr(a, b), ssim(a, b)
+    :func:`napari_sgi.compare.metrics.quality`: the engine's definitions, in numpy.
+    """
+    from napari_sgi.compare.metrics import quality as measure
+
+    return measure(decoded, original)
 
 
 # -- baselines ---------------------------------------------------------------------------------
-def _stretch(image: np.ndarray, top: int, dtype) -> np.ndarray:
-    low, high = float(image.min()), float(image.max())
-    span = high - low if high > low else 1.0
-    return np.rint((image.astype(np.float64) - low) / span * top).astype(dtype)
-
-
-def _unstretch(coded: np.ndarray, original: np.ndarray, top: int) -> np.ndarray:
-    low, high = float(original.min()), float(original.max())
-    span = high - low if high > low else 1.0
-    values = coded.astype(np.float64) / top * span + low
-    info = np.iinfo(original.dtype)
-    return np.clip(np.rint(values), info.min, info.max).astype(original.dtype)
+# Each codec of napari_sgi.compare at each setting of its sweep; labelled as the cache knows them.
+SWEEPS = {
+    "JPEG": ("jpeg", "q", JPEG_QUALITIES),
+    "JPEG 2000": ("j2k", "psnr", JPEG2K_PSNR),
+    "JPEG XL": ("jxl", "d", JPEGXL_DISTANCES),
+}
 
 
 def baseline_sweep(image: np.ndarray) -> dict[str, list[dict]]:
-    """Every codec at every setting of its sweep: bpp, PSNR, SSIM."""
-    import imagecodecs as ic
+    """Every codec at every setting of its sweep: bpp, PSNR, SSIM.
+
+    The data reaches each codec through :func:`napari_sgi.compare.mapping_for` (uint8 as it is,
+    other dtypes stretched to the codec's full range and back), as the widget and
+    ``napari-sgi compare`` give it.
+    """
+    from napari_sgi.compare import CODECS, mapping_for
 
     pixels = image.shape[0] * image.shape[1]
-    eight_bit = image.dtype == np.uint8
-    # uint8 data is coded as it is; other integer data is stretched to the codec's full range.
-    as8 = image if eight_bit else _stretch(image, 255, np.uint8)
-    as16 = image if eight_bit else _stretch(image, 65535, np.uint16)
-    top = 255 if eight_bit else 65535
-
-    def back8(decoded):
-        return decoded if eight_bit else _unstretch(decoded, image, 255)
-
-    def back16(decoded):
-        return decoded if eight_bit else _unstretch(decoded, image, top)
-
-    plans = {
-        "JPEG": [
-            (
-                f"q={q}",
-                lambda q=q: ic.jpeg8_encode(as8, level=q),
-                lambda b: back8(ic.jpeg8_decode(b)),
-            )
-            for q in JPEG_QUALITIES
-        ],
-        "JPEG 2000": [
-            (
-                f"psnr={p}",
-                lambda p=p: ic.jpeg2k_encode(as16, level=p),
-                lambda b: back16(ic.jpeg2k_decode(b)),
-            )
-            for p in JPEG2K_PSNR
-        ],
-        "JPEG XL": [
-            (
-                f"d={d}",
-                lambda d=d: ic.jpegxl_encode(as16, distance=d),
-                lambda b: back16(ic.jpegxl_decode(b)),
-            )
-            for d in JPEGXL_DISTANCES
-        ],
-    }
     out = {}
-    for codec, settings in plans.items():
+    for name, (key, label, settings) in SWEEPS.items():
+        codec = CODECS[key]
+        mapping = mapping_for(image, codec.bits)
+        arrays = mapping.to_codec(image)
         rows = []
-        for setting, encode, decode in settings:
-            data = encode()
-            decoded = decode(data)
-            if decoded.shape != image.shape:
-                raise RuntimeError(f"{codec} {setting}: decoded shape {decoded.shape}")
+        for value in settings:
+            streams = codec.encode(arrays, value)
+            decoded = mapping.from_codec(codec.decode(streams, [a.shape for a in arrays]))
             p, s = quality(decoded, image)
+            size = sum(len(stream) for stream in streams)
             rows.append(
                 {
-                    "codec": codec,
-                    "setting": setting,
-                    "bytes": len(data),
-                    "bpp": 8 * len(data) / pixels,
+                    "codec": name,
+                    "setting": f"{label}={value}",
+                    "bytes": size,
+                    "bpp": 8 * size / pixels,
                     "psnr": p,
                     "ssim": s,
                 }
             )
-        out[codec] = sorted(rows, key=lambda r: r["bpp"])
+        out[name] = sorted(rows, key=lambda r: r["bpp"])
     return out
 
 

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 GUIDE = ROOT / "docs" / "napari.md"
 WINDOW = (1500, 950)
+WIDE_WINDOW = (1900, 1150)  # the codec comparison: a 2x2 grid, the widget and the plot
 _NAMES = {"lmbda": "λ", "gaussians_per_seed": "K", "density": "seed density"}
 
 
@@ -64,11 +65,64 @@ def _compress_in_widget(widget, layer, output: Path, iterations: int, **settings
     print(f"  {layer.name}: {widget.result_label.value.replace(chr(10), ' / ')}")
 
 
+def _compare_in_widget(widget) -> None:
+    """Press *Compare this slice* and wait for the classic codecs, the table and the plot."""
+    comparison = widget.comparison
+    comparison.active.value = True
+    comparison.with_plot.value = True
+    comparison.compare_button.clicked()
+    while comparison.busy:
+        _process(0.05)
+    if not comparison.cache or comparison.plot is None:
+        raise RuntimeError(f"comparison failed: {comparison.status.value}")
+    for name, row in comparison.table.rows.items():
+        print(f"  {name}: {' · '.join(row)}")
+
+
+def _scroll_to(native) -> None:
+    """Scroll the dock that holds ``native`` so that it is in view."""
+    from qtpy.QtWidgets import QScrollArea
+
+    parent = native.parentWidget()
+    while parent is not None and not isinstance(parent, QScrollArea):
+        parent = parent.parentWidget()
+    if parent is not None:
+        _process(0.3)
+        parent.ensureWidgetVisible(native, 0, 0)
+
+
+def _share_height(viewer, shares: dict[str, float]) -> None:
+    """Give the docks whose names start with the keys these shares of the window's height."""
+    from qtpy.QtCore import Qt
+
+    _process(0.3)
+    docks = viewer.window._wrapped_dock_widgets
+    chosen = [
+        (d, share)
+        for prefix, share in shares.items()
+        for n, d in docks.items()
+        if n.startswith(prefix)
+    ]
+    height = viewer.window._qt_window.height()
+    viewer.window._qt_window.resizeDocks(
+        [d for d, _ in chosen],
+        [int(share * height) for _, share in chosen],
+        Qt.Orientation.Vertical,
+    )
+
+
+def _close_dock(viewer, name: str) -> None:
+    for dock_name, dock in list(viewer.window._wrapped_dock_widgets.items()):
+        if dock_name.startswith(name):
+            viewer.window.remove_dock_widget(dock)
+
+
 def screenshots(iterations: int, tmp: Path) -> None:
     import napari
     import tifffile
 
     from napari_sgi._napari import WIDGET_NAME, sample_fluorescence
+    from napari_sgi._qt.rd_plot import DOCK_NAME as RD_DOCK
 
     data_dir = ROOT / "src" / "napari_sgi" / "data"
     viewer = napari.Viewer(show=True, title="napari-sgi")
@@ -87,9 +141,21 @@ def screenshots(iterations: int, tmp: Path) -> None:
     )
     widget.show_advanced.value = False
     widget.difference.value = True
+    widget.comparison.active.value = False  # the classic codecs come next, in codecs.png
     _compress_in_widget(widget, crop, tmp / "nuclei.sgi", iterations)
     viewer.reset_view()
     _save(viewer, "compare.png")
+
+    # The same file against JPEG 2000 and JPEG XL at the same size: grid, table and RD plot.
+    viewer.layers.remove(viewer.layers["nuclei [SGI − original]"])
+    _compare_in_widget(widget)
+    viewer.window._qt_window.resize(*WIDE_WINDOW)
+    _share_height(viewer, {RD_DOCK: 0.3})
+    _scroll_to(widget.comparison.table)
+    viewer.reset_view()
+    _save(viewer, "codecs.png")
+    viewer.window._qt_window.resize(*WINDOW)
+    _close_dock(viewer, RD_DOCK)
 
     # A z-stack: per-slice PSNR, then the file read back through File > Open's reader.
     viewer.layers.clear()
@@ -103,10 +169,12 @@ def screenshots(iterations: int, tmp: Path) -> None:
         units=("micrometer",) * 3,
     )
     widget.difference.value = False
+    widget.comparison.active.value = False
     _compress_in_widget(widget, layer, tmp / "zstack.sgi", max(20, iterations // 4))
     viewer.dims.set_current_step(0, 3)
     viewer.reset_view()
     _save(viewer, "stack.png")
+    widget.comparison.active.value = True
 
     viewer.layers.clear()
     viewer.canvas.grid.enabled = False

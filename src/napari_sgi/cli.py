@@ -302,6 +302,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from napari_sgi.compare.codecs import parse_codecs
+    from napari_sgi.compare.report import compare_files, format_table
+
+    codecs = parse_codecs(args.codecs)
+    show = not args.json and sys.stderr.isatty()
+
+    def progress(index: int, n_slices: int, codec: str) -> None:
+        if show:
+            print(f"\rslice {index + 1}/{n_slices}: {codec:<10}", end="", file=sys.stderr)
+
+    comparison = compare_files(args.original, args.input, codecs, axes=args.axes, progress=progress)
+    if show:
+        print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+    print(json.dumps(comparison.to_dict()) if args.json else format_table(comparison))
+    return 0
+
+
 class _CompressBar(_ProgressBar):
     @staticmethod
     def describe(report) -> tuple[int, int, dict]:
@@ -355,6 +373,24 @@ def build_parser() -> argparse.ArgumentParser:
         "rendering",
     )
     decompress.set_defaults(handler=_cmd_decompress)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare a .sgi file with JPEG 2000, JPEG XL (JPEG, AVIF) at the same size",
+        description="Code each slice of ORIGINAL with classic codecs at the largest size not "
+        "above that slice's share of FILE.sgi, and print bytes, bits per pixel, PSNR and SSIM "
+        "of each (and of the .sgi slice), the best marked.",
+    )
+    compare.add_argument("original", help="the image the .sgi file was compressed from")
+    compare.add_argument("input", metavar="FILE.sgi", help="a .sgi file")
+    compare.add_argument(
+        "--codecs",
+        default="j2k,jxl",
+        help="comma-separated, from jpeg, j2k, jxl, avif (default: j2k,jxl)",
+    )
+    compare.add_argument("--axes", help="axis letters of ORIGINAL when the file does not say")
+    compare.add_argument("--json", action="store_true", help="print one JSON object")
+    compare.set_defaults(handler=_cmd_compare)
 
     info = commands.add_parser("info", help="describe a .sgi file and where its bytes go")
     info.add_argument("input", help="a .sgi file")

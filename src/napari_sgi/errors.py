@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "CodingError",
     "CodingMismatchError",
+    "ComparisonCancelled",
     "FitCancelled",
     "MissingSectionError",
     "SGIFormatError",
@@ -46,3 +47,7 @@ class CodingMismatchError(CodingError):
 
 class FitCancelled(Exception):
     """A fit or a compression was asked to stop (its ``cancel`` check returned True)."""
+
+
+class ComparisonCancelled(Exception):
+    """A comparison with the classic codecs was asked to stop (its ``cancel`` check)."""

@@ -63,6 +63,7 @@ def test_worker_adds_decoded_layer(sgi_widget, fake_api, tiny_image, tmp_path, w
     widget.set_layer(layer)
     widget.iterations.value = 20
     widget.difference.value = True
+    widget.comparison.active.value = False  # test_codec_compare.py adds the classic codecs
     widget.output.value = tmp_path / "tiny.sgi"
     worker = widget.start()
     wait_idle(widget)

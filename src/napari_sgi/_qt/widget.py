@@ -1,8 +1,9 @@
 """The "SGI compression" dock widget: pick a layer and the rate–quality knobs, compress, compare.
 
-Built from magicgui widgets. The compression runs in a ``thread_worker`` generator (see
-:mod:`napari_sgi._qt.job`); this module only touches the viewer from Qt signals, which napari
-delivers on the GUI thread.
+Built from magicgui widgets: the settings in :mod:`napari_sgi._qt.settings`, the comparison with
+classic codecs in :mod:`napari_sgi._qt.codec_compare`; this module runs the compression. It runs in
+a ``thread_worker`` generator (see :mod:`napari_sgi._qt.job`); this module only touches the viewer
+from Qt signals, which napari delivers on the GUI thread.
 """
 
 from __future__ import annotations
@@ -12,49 +13,21 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSlider,
-    FloatSpinBox,
-    Label,
-    ProgressBar,
-    PushButton,
-    Slider,
-    SpinBox,
-    Table,
-)
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton, Table
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from napari_sgi._napari import default_output_path, layer_compress_kwargs
+from napari_sgi._qt.codec_compare import CodecComparison
 from napari_sgi._qt.compare import add_decoded_layer, show_side_by_side
 from napari_sgi._qt.job import CompressJob, estimate_work, warm_up
-from napari_sgi.core.presets import PRESETS, configure
+from napari_sgi._qt.settings import SettingsMixin
 
 if TYPE_CHECKING:
     import napari
 
-NO_TARGET = "none (density, λ, K)"
-# Target choice: (lowest, highest, starting value) of its value box.
-TARGETS: dict[str, tuple[float, float, float]] = {
-    NO_TARGET: (0.01, 100.0, 0.0),
-    "size (bits per pixel)": (0.01, 64.0, 0.5),
-    "size (compression ratio)": (1.01, 10_000.0, 20.0),
-    "quality (PSNR, dB)": (1.0, 100.0, 40.0),
-}
-TARGET_OPTIONS = {  # the compress() keyword of each target
-    "size (bits per pixel)": "bpp",
-    "size (compression ratio)": "ratio",
-    "quality (PSNR, dB)": "psnr",
-}
-_LOG_LAMBDA_RANGE = (-5.0, -1.0)  # λ from 1e-5 (large, faithful) to 0.1 (small, coarse)
 
-
-class SGIWidget(Container):
+class SGIWidget(SettingsMixin, Container):
     """Compress an image layer into an ``.sgi`` file and show the decoded result beside it.
 
     Parameters
@@ -70,75 +43,13 @@ class SGIWidget(Container):
         self.result: Any = None  #: the last CompressResult
         self.decoded_layers: list[Any] = []
         self._source: Any = None  # the layer being compressed
+        self._axes = ""  # the axes it was compressed with
         self._auto_output: str | None = None
         self._closed = False
         self.warm_up = threading.Thread(target=warm_up, name="napari-sgi-warm-up", daemon=True)
         self.warm_up.start()
 
-        tip = "Rate–distortion trade-off: larger λ → smaller file, lower quality (log scale)."
-        self.image = ComboBox(label="Image layer", choices=self._image_layers, nullable=True)
-        self.preset = ComboBox(
-            label="Preset",
-            choices=list(PRESETS),
-            value="default",
-            tooltip="Starting values for all settings below.",
-        )
-        # A linear slider over log10 λ: its read-out is meaningful and can be typed into, which
-        # magicgui's LogSlider (it shows its internal position) does not offer.
-        self.log_lmbda = FloatSlider(
-            label="λ",
-            min=_LOG_LAMBDA_RANGE[0],
-            max=_LOG_LAMBDA_RANGE[1],
-            step=0.05,
-            value=-3.0,
-            tooltip=tip,
-        )
-        self.k = Slider(
-            label="K (Gaussians/seed)",
-            min=1,
-            max=16,
-            value=10,
-            tooltip="Gaussians generated from each seed's features; at a fixed "
-            "density, a larger K means fewer seeds.",
-        )
-        self.target = ComboBox(
-            label="Target",
-            choices=list(TARGETS),
-            value=NO_TARGET,
-            tooltip="Fit to a file size or a quality instead of a density: short pilot fits "
-            "choose the density, and λ is steered during the fit.",
-        )
-        self.target_value = FloatSpinBox(
-            label="Target value", min=0.01, max=100.0, step=0.05, value=0.5, visible=False
-        )
-        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
-        self.show_advanced = CheckBox(text="Advanced settings", value=False)
-        self.density = FloatSpinBox(
-            label="Seed density",
-            min=0.001,
-            max=1.0,
-            step=0.005,
-            value=0.07,
-            tooltip="Gaussians per pixel (seeds × K / pixels).",
-        )
-        self.iterations = SpinBox(
-            label="Iterations",
-            min=10,
-            max=100_000,
-            step=100,
-            value=4000,
-            tooltip="Optimisation steps per slice: more → better, slower.",
-        )
-        self.levels = SpinBox(
-            label="Pyramid levels",
-            min=1,
-            max=8,
-            value=3,
-            tooltip="Coarse-to-fine fitting: starts at 1/2^(L-1) resolution.",
-        )
-        self.advanced = Container(
-            widgets=[self.density, self.iterations, self.levels], visible=False
-        )
+        settings = self._build_settings()
         self.output = FileEdit(label="Output", mode="w", filter="*.sgi")
         self.estimate = Label(label="Work")
         self.run_button = PushButton(text="Compress")
@@ -149,20 +60,14 @@ class SGIWidget(Container):
         self.toggle_button = PushButton(text="Toggle side by side")
         self.result_label = Label(label="Result", value="—")
         self.slice_table = Table(label="PSNR per slice", visible=False)
+        #: the comparison with JPEG 2000, JPEG XL (JPEG, AVIF) at the same size, after each run
+        self.comparison = CodecComparison(viewer)
         buttons = Container(
             widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
         )
         super().__init__(
             widgets=[
-                self.image,
-                self.preset,
-                self.log_lmbda,
-                self.k,
-                self.target,
-                self.target_value,
-                self.device,
-                self.show_advanced,
-                self.advanced,
+                *settings,
                 self.output,
                 self.estimate,
                 buttons,
@@ -172,16 +77,10 @@ class SGIWidget(Container):
                 self.toggle_button,
                 self.result_label,
                 self.slice_table,
+                self.comparison,
             ]
         )
-        for widget in (self.log_lmbda, self.k, self.density, self.iterations, self.levels):
-            widget.changed.connect(self._update_estimate)
-        self.target.changed.connect(self._on_target_changed)
-        self.target_value.changed.connect(self._update_estimate)
-        self.log_lmbda.changed.connect(self._show_lmbda)
-        self.image.changed.connect(self._on_layer_changed)
-        self.preset.changed.connect(self.apply_preset)
-        self.show_advanced.changed.connect(lambda on: setattr(self.advanced, "visible", on))
+        self._connect_settings()
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.toggle_button.changed.connect(lambda: show_side_by_side(self.viewer))
@@ -200,108 +99,6 @@ class SGIWidget(Container):
         active = viewer.layers.selection.active
         if isinstance(active, Image):
             self.set_layer(active)
-
-    # ---------------------------------------------------------------------------------- settings
-    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        self.image.reset_choices()
-
-    def set_layer(self, layer: Any) -> None:
-        """Choose the image layer to compress."""
-        self._refresh_layers()
-        self.image.value = layer
-
-    def apply_preset(self, name: str) -> None:
-        """Set every slider to the preset's value for the chosen layer (``default`` and ``fast``
-        choose K, the levels and λ from the image), then each can be changed on its own."""
-        config = PRESETS[name]
-        geometry = self._layer_geometry()
-        if geometry is not None:
-            config = configure(name, *geometry)
-        self.iterations.value = config.iterations
-        self.k.value = config.gaussians_per_seed
-        self.density.value = config.density
-        self.levels.value = config.levels
-        self.lmbda = config.lmbda
-        self._update_estimate()
-
-    @property
-    def lmbda(self) -> float:
-        """λ, the rate–distortion weight (the slider holds log10 λ); three significant digits."""
-        return _round3(10.0**self.log_lmbda.value)
-
-    @lmbda.setter
-    def lmbda(self, value: float) -> None:
-        low, high = _LOG_LAMBDA_RANGE
-        self.log_lmbda.value = min(max(math.log10(value), low), high) if value > 0 else low
-
-    def _show_lmbda(self, *_: Any) -> None:
-        # The read-out shows log10 λ; the label shows λ itself.
-        self.log_lmbda.label = f"λ = {self.lmbda:g}  (log₁₀)"
-
-    def _layer_geometry(self) -> tuple[int, int, int] | None:
-        """Height, width and channels of the chosen layer's slices, or None."""
-        layer = self.image.value
-        if layer is None:
-            return None
-        data = layer.data[0] if layer.multiscale else layer.data
-        if layer.rgb:
-            return int(data.shape[-3]), int(data.shape[-2]), int(data.shape[-1])
-        return int(data.shape[-2]), int(data.shape[-1]), 1
-
-    def _on_target_changed(self, choice: str) -> None:
-        low, high, start = TARGETS[choice]
-        self.target_value.visible = choice != NO_TARGET
-        self.target_value.min, self.target_value.max = low, high
-        if choice != NO_TARGET:
-            self.target_value.value = start
-        self.density.enabled = choice == NO_TARGET  # a target chooses the density
-        self._update_estimate()
-
-    def parameters(self) -> dict[str, Any]:
-        """The keyword arguments the widget passes to :func:`napari_sgi.compress` for its layer."""
-        params: dict[str, Any] = {
-            "preset": self.preset.value,
-            "lmbda": self.lmbda,
-            "gaussians_per_seed": int(self.k.value),
-            "iterations": int(self.iterations.value),
-            "levels": int(self.levels.value),
-            "density": float(self.density.value),
-            "device": self.device.value,
-        }
-        target = TARGET_OPTIONS.get(self.target.value)
-        if target is not None:
-            params[target] = float(self.target_value.value)
-            del params["density"]
-        layer = self.image.value
-        if layer is not None:
-            params.update(layer_compress_kwargs(layer))
-        return params
-
-    def _on_layer_changed(self, layer: Any) -> None:
-        if layer is not None:
-            self.apply_preset(self.preset.value)  # the image's own choices
-            current = str(self.output.value) if self.output.value else ""
-            # Follow the layer only while the user has not typed a path of their own.
-            if not current or current in (".", self._auto_output):
-                self._auto_output = str(default_output_path(layer))
-                self.output.value = self._auto_output
-        self._update_estimate()
-
-    def _update_estimate(self, *_: Any) -> None:
-        layer = self.image.value
-        if layer is None:
-            self.estimate.value = "Choose an image layer."
-            return
-        try:
-            params = self.parameters()
-            data = layer.data[0] if layer.multiscale else layer.data
-            work = estimate_work(tuple(data.shape), params["axes"], params)
-            self.estimate.value = work.describe()
-        except (ValueError, KeyError) as exc:
-            self.estimate.value = f"Cannot compress this layer: {exc}"
 
     # ------------------------------------------------------------------------------------ running
     @property
@@ -364,6 +161,8 @@ class SGIWidget(Container):
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self.worker, self._source, self.result = worker, layer, None
+        self._axes = params["axes"]
+        self.comparison.cancel()  # the CPU is the compression's now
         self._set_running(True, work.total_steps)
         self.result_label.value = f"Compressing {layer.name!r} → {path.name} …"
         worker.start()
@@ -392,6 +191,8 @@ class SGIWidget(Container):
         if parent is None and self.busy:
             show_info("SGI compression cancelled: its panel was closed.")
             self.cancel()
+        if parent is None:
+            self.comparison.cancel()
 
     def _on_destroyed(self, *_: Any) -> None:
         # Deleted with the viewer while compressing: stop the work; its signals find no widget.
@@ -470,6 +271,8 @@ class SGIWidget(Container):
                 )
             except Exception as exc:  # noqa: BLE001 - the file is fine; say why it is not shown
                 show_warning(f"Compressed, but the decoded layer could not be shown: {exc}")
+            else:
+                self.comparison.attach(self._source, self.decoded_layers, sgi, result, self._axes)
         show_info(
             f"SGI: wrote {Path(str(result.path)).name} "
             f"({_size(result.bytes)}, {result.compression_ratio:.1f}:1, "
@@ -506,11 +309,6 @@ def describe_result(result: Any) -> str:
         f"PSNR {result.psnr:.2f} dB · SSIM {result.ssim:.4f} · {result.seconds:.1f} s"
         + (f" · {result.n_slices} slices" if getattr(result, "n_slices", 1) > 1 else "")
     )
-
-
-def _round3(value: float) -> float:
-    """Three significant digits: what the label shows is what compress gets."""
-    return float(f"{value:.3g}")
 
 
 def _size(n: int) -> str:
