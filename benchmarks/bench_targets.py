@@ -76,6 +76,7 @@ def measure(name: str) -> dict:
     image = load(name)
     sweeps = baseline_sweep(image)
     out = {"image": name, "revision": git_revision(), "rows": []}
+    result = RESULTS / f"targets_{name}.json"
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
 
@@ -85,6 +86,7 @@ def measure(name: str) -> dict:
                 row[codec] = at_rate(sweeps[codec], row["bpp"])
             out["rows"].append(row)
             print(json.dumps({"image": name, **row}), flush=True)
+            result.write_text(json.dumps(out, indent=1))  # what is measured survives a stop
             return row
 
         step("default")
@@ -96,7 +98,6 @@ def measure(name: str) -> dict:
             row = step("psnr", psnr=target)
             if i == TIMED["psnr"]:
                 step("plain fit at that density", density=round(row["density"], 6))
-    (RESULTS / f"targets_{name}.json").write_text(json.dumps(out, indent=1))
     return out
 
 

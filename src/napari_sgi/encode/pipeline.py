@@ -209,6 +209,7 @@ def compress(
     value_range = stack_value_range(source)
     regions = plan_regions(*source.slice_shape[:2], region_size, region_margin)  # checks them
     _check_reachable(config, regions, channels)
+    _check_readable(config, regions, channels)
     if warm_start and client is not None:
         raise ValueError("warm start fits slices one after the other: run it without a client")
     warm = warm_config(config, warm_fraction)  # checks warm_fraction
@@ -291,6 +292,45 @@ def _check_reachable(config, regions, channels: int) -> None:
             f"{config.target_bpp:g} bpp is out of reach: a file of this image takes at least "
             f"{floor:.3f} bpp (the model's weights and headers), and its Gaussians more"
         )
+
+
+def _check_readable(config, regions, channels: int) -> None:
+    """Refuse, before any work, settings whose models a reader would refuse (file/budget.py)."""
+    from dataclasses import asdict
+
+    from napari_sgi.core.fit import auto_grid_levels
+    from napari_sgi.core.model import ModelConfig
+    from napari_sgi.core.seeds import seed_count_for_density
+    from napari_sgi.core.targets import DENSITY_RANGE
+    from napari_sgi.errors import SGIFormatError
+    from napari_sgi.file.header import check_model_config
+
+    # With a target the density is chosen later, up to DENSITY_RANGE's top.
+    density = DENSITY_RANGE[1] if config.target_bpp or config.target_psnr else config.density
+    for region in regions:
+        height, width = region.box_shape
+        seeds = config.seeds or seed_count_for_density(
+            height, width, density, config.gaussians_per_seed
+        )
+        grid = auto_grid_levels(seeds) if config.grid_levels is None else config.grid_levels
+        model = ModelConfig(
+            height=height,
+            width=width,
+            channels=channels,
+            feature_dim=config.feature_dim,
+            gaussians_per_seed=config.gaussians_per_seed,
+            seed_count=seeds,
+            rng_seed=config.rng_seed,
+            levels=config.levels,
+            grid_levels=grid,
+        )
+        try:
+            check_model_config(asdict(model))
+        except SGIFormatError as error:
+            raise ValueError(
+                f"these settings make a model that readers refuse ({error}): lower the density "
+                "or the seeds, or the region size"
+            ) from None
 
 
 SIZE_TOLERANCE = 0.05  # a size target is reached when the file lands within 5 % of it
