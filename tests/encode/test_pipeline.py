@@ -79,8 +79,6 @@ def test_compress_has_a_real_signature():
 
 
 def test_settings_whose_models_readers_refuse_fail_before_any_work(tmp_path):
-    from napari_sgi.encode.pipeline import compress
-
     path = tmp_path / "dense.sgi"
     with pytest.raises(ValueError, match="readers refuse"):
         compress(np.full((64, 64), 5, np.uint8), path, density=2.0, iterations=5)
