@@ -101,6 +101,42 @@ def measure(name: str) -> dict:
     return out
 
 
+def summary() -> list[str]:
+    """What the rows say about the issue's bars: sizes within 5 %, PSNR at or above and within
+    0.3 dB, time at most 1.5x a plain fit, the default above JPEG."""
+    sizes, qualities, times, defaults = [], [], [], []
+    for name in IMAGES:
+        path = RESULTS / f"targets_{name}.json"
+        if not path.exists():
+            continue
+        rows = json.loads(path.read_text())["rows"]
+        for before, row in zip([None, *rows], rows, strict=False):
+            if row["kind"] == "bpp":
+                sizes.append(100 * (row["bpp"] / row["options"]["bpp"] - 1))
+            elif row["kind"] == "psnr":
+                qualities.append(row["psnr"] - row["options"]["psnr"])
+            elif row["kind"].startswith("plain"):
+                times.append((before["kind"], before["seconds"] / row["seconds"]))
+            elif row["kind"] == "default" and row["JPEG"] is not None:
+                defaults.append(
+                    f"{name} {row['psnr'] - row['JPEG']:+.2f} dB at {row['bpp']:.3f} bpp"
+                )
+    within = sum(abs(off) <= 5 for off in sizes)
+    hit = sum(0 <= off <= 0.3 for off in qualities)
+    return [
+        f"Summary: size targets within ±5 %: {within} of {len(sizes)} "
+        f"(off by {min(sizes, default=0):+.1f} to {max(sizes, default=0):+.1f} %); "
+        f"PSNR targets at or above and within 0.3 dB: {hit} of {len(qualities)} "
+        f"({min(qualities, default=0):+.2f} to {max(qualities, default=0):+.2f} dB); "
+        "time against a plain fit at the density the target ended on: "
+        + ", ".join(f"{kind} x{ratio:.2f}" for kind, ratio in times)
+        + "; `compress` with no options against JPEG at the same size: "
+        + ", ".join(defaults)
+        + ".",
+        "",
+    ]
+
+
 def _fmt(value, digits=2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -144,6 +180,7 @@ def report(record: bool) -> str:
                 lines[-1] += " " + "; ".join(row["warnings"])
             previous = row
         lines.append("")
+    lines += summary()
     markdown = "\n".join(lines)
     if record:
         record_section("targets", markdown)
