@@ -90,17 +90,17 @@ def measure_compare(widget) -> dict:
     from napari_sgi._qt import codec_layers
 
     ticks: list[float] = []
-    adds: list[tuple[float, float]] = []  # (start, end) of each call that adds/updates layers
-    show = codec_layers.CodecLayers.show
+    adds: list[tuple[float, float]] = []  # (start, end) of each layer napari adds
+    add_next = codec_layers.CodecLayers._add_next
 
-    def timed_show(self, comparison):
+    def timed_add(self):
         start = time.perf_counter()
         try:
-            return show(self, comparison)
+            return add_next(self)
         finally:
             adds.append((start, time.perf_counter()))
 
-    codec_layers.CodecLayers.show = timed_show
+    codec_layers.CodecLayers._add_next = timed_add
     timer = QTimer()
     timer.setInterval(TICK_MS)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
@@ -120,15 +120,16 @@ def measure_compare(widget) -> dict:
     loop.exec()
     timer.stop()
     ended = time.perf_counter()
-    codec_layers.CodecLayers.show = show
+    codec_layers.CodecLayers._add_next = add_next
     edges = [started, *ticks, ended]
     gaps = np.diff(edges) * 1000
-    # Gaps in which no layer was added: the stalls of the comparison's own work.
-    own = [
-        gap
-        for gap, a, b in zip(gaps, edges[:-1], edges[1:], strict=True)
-        if not any(a <= s <= b for s, _ in adds)
-    ]
+    # napari's: the gap in which it adds a layer, and the next one (it draws the new layer).
+    napari = set()
+    for start, _ in adds:
+        at = int(np.searchsorted(edges, start)) - 1
+        napari |= {at, at + 1}
+    own = [gap for i, gap in enumerate(gaps) if i not in napari]
+    adding = [gap for i, gap in enumerate(gaps) if i in napari]
     comparison = widget.comparison.cache.get(0)
     return {
         "seconds": ended - started,
@@ -137,6 +138,7 @@ def measure_compare(widget) -> dict:
         "median_gap_ms": float(np.median(gaps)),
         "max_gap_own_ms": float(max(own)) if own else float("nan"),
         "add_ms": [1000 * (b - a) for a, b in adds],
+        "max_gap_adding_ms": float(max(adding)) if adding else float("nan"),
         "codecs": list(comparison.results) if comparison is not None else [],
     }
 
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     import tifffile
     from qtpy.QtWidgets import QApplication
 
+    from napari_sgi._qt.compare import viewer_grid
     from napari_sgi.core.device import resolve_device
 
     load_before = os.getloadavg()[0]
@@ -232,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, compares = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
+            # Out of the grid first: napari 0.9 has crashed in OpenGL (Mesa, Xvfb) when several
+            # layers were removed from its grid at once.
+            viewer_grid(viewer).enabled = False
+            QApplication.processEvents()
             for extra in [x for x in viewer.layers if x is not layer]:
                 viewer.layers.remove(extra)
             stats = measure(viewer, widget, layer, Path(tmp) / f"run{run}.sgi", args.iterations)
@@ -250,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                 compares.append(compared)
                 print(
                     f"{'':>6}  comparison ({', '.join(compared['codecs'])}): max stall "
-                    f"{compared['max_gap_ms']:.0f} ms (p99 {compared['p99_gap_ms']:.0f} ms, "
-                    f"median tick {compared['median_gap_ms']:.1f} ms; without adding layers "
-                    f"{compared['max_gap_own_ms']:.0f} ms; adding layers "
-                    f"{', '.join(f'{t:.0f}' for t in compared['add_ms'])} ms), "
+                    f"{compared['max_gap_own_ms']:.0f} ms of its own (p99 "
+                    f"{compared['p99_gap_ms']:.0f} ms, median tick "
+                    f"{compared['median_gap_ms']:.1f} ms); napari adding a layer "
+                    f"{', '.join(f'{t:.0f}' for t in compared['add_ms'])} ms, longest stall "
+                    f"while it adds and draws them {compared['max_gap_adding_ms']:.0f} ms), "
                     f"{compared['seconds']:.1f} s",
                     flush=True,
                 )
@@ -265,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(r["max_gap_fit_ms"] for r in rows)
     print(f"longest GUI stall while compressing: {worst:.0f} ms (target < 100 ms)")
     if compares:
-        worst_compare = max(c["max_gap_ms"] for c in compares)
-        print(f"longest GUI stall while comparing: {worst_compare:.0f} ms (target < 100 ms)")
+        worst_compare = max(c["max_gap_own_ms"] for c in compares)
+        worst_adding = max(c["max_gap_adding_ms"] for c in compares)
+        print(
+            f"longest GUI stall while comparing: {worst_compare:.0f} ms (target < 100 ms); "
+            f"while napari adds and draws the classic layers: {worst_adding:.0f} ms"
+        )
     if not args.no_record:
         from _record import git_revision, machine_description, record_section
 
@@ -315,19 +327,23 @@ def main(argv: list[str] | None = None) -> int:
                 "timed on its own after each run: *Compare this slice* pressed on the idle viewer "
                 "until the classic layers are added and drawn in the grid, the table filled and "
                 "the rate-distortion plot shown (+300 ms of drawing). The encodes, the metrics and "
-                "the plot's drawing run on the worker; the GUI thread adds the layers and shows "
-                "the results.",
+                "the plot's drawing run on the worker; the GUI thread shows the results and adds "
+                "the layers. *Longest stall while comparing* leaves out the moments napari adds a "
+                "classic layer (its visual, its controls, the grid laid out again) and draws it: "
+                "napari's own cost, once per layer, like the decoded layer's above; the widget "
+                "adds them one at a time so that the canvas draws in between. The last column "
+                "has them.",
                 "",
-                "| run | codecs | comparison | longest stall | p99 tick gap | median tick gap "
-                "| longest stall outside adding layers | adding the layers (napari) |",
-                "|---|---|---|---|---|---|---|---|",
+                "| run | codecs | comparison | longest stall while comparing | median tick gap "
+                "| napari adding each classic layer | longest stall incl. adding + drawing them |",
+                "|---|---|---|---|---|---|---|",
             ]
             for c in compares:
                 lines.append(
                     f"| {c['run']} | {', '.join(c['codecs'][1:])} | {c['seconds']:.1f} s "
-                    f"| **{c['max_gap_ms']:.0f} ms** | {c['p99_gap_ms']:.0f} ms "
-                    f"| {c['median_gap_ms']:.1f} ms | {c['max_gap_own_ms']:.0f} ms "
-                    f"| {', '.join(f'{t:.0f}' for t in c['add_ms'])} ms |"
+                    f"| **{c['max_gap_own_ms']:.0f} ms** | {c['median_gap_ms']:.1f} ms "
+                    f"| {', '.join(f'{t:.0f}' for t in c['add_ms'])} ms "
+                    f"| {c['max_gap_ms']:.0f} ms |"
                 )
         record_section("gui", "\n".join(lines))
         print("recorded in docs/benchmarks.md (section gui)")

@@ -158,8 +158,8 @@ def screenshots(iterations: int, tmp: Path) -> None:
     _close_dock(viewer, RD_DOCK)
 
     # A z-stack: per-slice PSNR, then the file read back through File > Open's reader.
+    viewer.canvas.grid.enabled = False  # first: removing layers from napari's grid can crash
     viewer.layers.clear()
-    viewer.canvas.grid.enabled = False
     stack = tifffile.imread(data_dir / "nuclei_zstack.tif")[4:10]
     layer = viewer.add_image(
         stack,
@@ -176,8 +176,8 @@ def screenshots(iterations: int, tmp: Path) -> None:
     _save(viewer, "stack.png")
     widget.comparison.active.value = True
 
+    viewer.canvas.grid.enabled = False  # first: removing layers from napari's grid can crash
     viewer.layers.clear()
-    viewer.canvas.grid.enabled = False
     viewer.open(str(tmp / "zstack.sgi"), plugin="napari-sgi")
     overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
     scale_bar = overlays.scale_bar if overlays is not None else viewer.scale_bar

@@ -212,3 +212,21 @@ def test_new_file_while_comparing_compares_the_new_one(
     assert set(comparison.cache[0].results) == {"SGI", "JPEG 2000", "JPEG XL"}
     names = [x.name for x in viewer.layers]
     assert names.count("tiny [JPEG 2000, same size]") == 1
+
+
+def test_new_file_reuses_the_layers(sgi_widget, fake_api, tiny_image, tmp_path, wait_compared):
+    viewer, widget = sgi_widget
+    layer = viewer.add_image(tiny_image, name="tiny", contrast_limits=(100, 2500))
+    widget.comparison.with_plot.value = False
+    _compress(widget, layer, tmp_path / "first.sgi")
+    wait_compared(widget)
+    before = {name: viewer.layers[f"tiny [{name}, same size]"] for name in ("JPEG 2000", "JPEG XL")}
+    _compress(widget, layer, tmp_path / "second.sgi")
+    wait_compared(widget)
+    names = [x.name for x in viewer.layers]
+    for name, classic in before.items():
+        assert names.count(f"tiny [{name}, same size]") == 1
+        assert viewer.layers[f"tiny [{name}, same size]"] is classic  # reused, not re-added
+        assert tuple(classic.contrast_limits) == (100, 2500)
+        assert np.array_equal(classic.data, widget.comparison.cache[0].decoded[name])
+        assert list(classic.metadata["slices"]) == [0] and classic.metadata["mapping"]

@@ -97,8 +97,7 @@ class CodecComparison(Container):
         """Compare ``sgi``, just written from layer ``original`` with ``axes`` and shown as the
         ``decoded`` layers (the SGI layer, and its difference)."""
         self.cancel()
-        if self.layers is not None:
-            self.layers.remove()  # a new file: the old same-size layers no longer apply
+        previous = self.layers
         self.cache.clear()
         self.curves.clear()
         self.plots.clear()
@@ -112,8 +111,16 @@ class CodecComparison(Container):
             list(getattr(result, "slice_ssim", None) or []),
         )
         self.layers = CodecLayers(
-            self.viewer, original, decoded, self.source.shape, self.source.lead_shape, original.rgb
+            self.viewer,
+            original,
+            decoded,
+            self.source.shape,
+            self.source.lead_shape,
+            original.rgb,
+            parent=self.native,
         )
+        if previous is not None:  # a new file: the old same-size layers are blanked, reused
+            self.layers.take_over(previous)
         self.compare_button.enabled = True
         self.table.setVisible(False)
         if not self.active.value:
@@ -141,7 +148,8 @@ class CodecComparison(Container):
     # ------------------------------------------------------------------------------------ work
     @property
     def busy(self) -> bool:
-        return self.worker is not None
+        """Whether a comparison runs, or its layers are still being added."""
+        return self.worker is not None or (self.layers is not None and self.layers.adding)
 
     def request(self, index: int) -> ComparisonJob | None:
         """Show slice ``index``'s comparison, computing (in the background) what is missing."""
@@ -156,7 +164,7 @@ class CodecComparison(Container):
         )
         if not missing and not plot_missing:
             return None
-        if self.busy:
+        if self.worker is not None:
             self._wanted = index
             return None
         from napari.qt.threading import thread_worker
@@ -281,12 +289,12 @@ class CodecComparison(Container):
         comparison = self.cache.get(index)
         if comparison is None:
             self.table.setVisible(False)
-            if not self.busy:
+            if self.worker is None:
                 self.status.value = self._budget_text(index) if self.source._budgets else ""
             return
         self.table.setVisible(True)
         self.table.show_rows(table_rows(comparison, [c.name for c in self.codecs()]))
-        if not self.busy:
+        if self.worker is None:
             self.status.value = self._budget_text(index)
         self._show_plot(index)
 

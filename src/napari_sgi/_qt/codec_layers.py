@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from napari_sgi._qt.compare import _place_after
 from napari_sgi.compare.slices import SliceComparison
+
+ADD_INTERVAL_MS = 60  #: between two layers added: the canvas draws the first meanwhile
 
 
 def layer_name(original: Any, codec: str) -> str:
@@ -66,7 +69,13 @@ class CachedStack:
 
 
 class CodecLayers:
-    """One layer per codec for one original layer; filled slice by slice as results arrive."""
+    """One layer per codec for one original layer; filled slice by slice as results arrive.
+
+    napari adds a layer on the GUI thread (its visual, its controls, the grid laid out again:
+    0.1-0.4 s on a small CPU under a software-rendered display), so new layers are added one at a
+    time, ``ADD_INTERVAL_MS`` apart, letting the canvas draw in between; results that arrive for
+    a layer still waiting are kept and given to it when it is added.
+    """
 
     def __init__(
         self,
@@ -76,47 +85,80 @@ class CodecLayers:
         shape: tuple[int, ...],
         lead_shape: tuple[int, ...],
         rgb: bool,
+        parent: Any = None,
     ) -> None:
         #: the layers to follow in the grid (the SGI layer, its difference): the last still there
         self.viewer, self.original, self.anchors = viewer, original, list(anchors)
         self.shape, self.lead_shape, self.rgb = tuple(shape), tuple(lead_shape), bool(rgb)
         self.layers: dict[str, Any] = {}
+        self._waiting: dict[str, list[tuple]] = {}  # codec -> (index, decoded, row, mapping)
+        self._timer = QTimer(parent)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(ADD_INTERVAL_MS)
+        self._timer.timeout.connect(lambda: self._add_next())  # looked up when it fires
 
-    def show(self, comparison: SliceComparison) -> list[Any]:
-        """Put ``comparison``'s decoded slices in their layers (adding those not there yet);
-        returns the layers added."""
-        added = []
+    @property
+    def adding(self) -> bool:
+        """Whether layers are still waiting to be added."""
+        return bool(self._waiting)
+
+    def show(self, comparison: SliceComparison) -> None:
+        """Put ``comparison``'s decoded slices in their layers; layers not there yet are added
+        (one at a time, see the class docstring)."""
         for codec, decoded in comparison.decoded.items():
+            entry = (
+                comparison.index,
+                decoded,
+                comparison.results[codec].to_dict(),
+                comparison.mappings[codec],
+            )
             layer = self.layers.get(codec)
             if layer is not None and layer not in self.viewer.layers:
-                layer = None  # the user deleted it: add it again
-            result = comparison.results[codec]
+                del self.layers[codec]  # the user deleted it: add it again
+                layer = None
             if layer is None:
-                layer = self._add(codec, decoded, comparison)
-                added.append(layer)
-            elif self.lead_shape:
-                layer.data.slices[comparison.index] = decoded
-                layer.refresh()
+                self._waiting.setdefault(codec, []).append(entry)
             else:
-                layer.data = decoded
-            layer.metadata["mapping"] = comparison.mappings[codec]
-            layer.metadata.setdefault("slices", {})[comparison.index] = result.to_dict()
-        if added:
-            _place_after(self.viewer, self.anchor(last=True), added)
-        return added
+                self._fill(layer, *entry)
+                if self.lead_shape:
+                    layer.refresh()
+        if self._waiting and not self._timer.isActive():
+            self._timer.start()
+
+    def _fill(self, layer: Any, index: int, decoded: np.ndarray, row: dict, mapping: str) -> None:
+        if self.lead_shape:
+            layer.data.slices[index] = decoded
+        else:
+            layer.data = decoded
+        layer.metadata["mapping"] = mapping
+        layer.metadata.setdefault("slices", {})[index] = row
+
+    def _add_next(self) -> None:
+        if not self._waiting:
+            return
+        codec = next(iter(self._waiting))
+        entries = self._waiting.pop(codec)
+        anchor = self.anchor(last=True)
+        layer = self._add(codec, entries)
+        _place_after(self.viewer, anchor, [layer])
+        if self._waiting:
+            self._timer.start()
 
     def anchor(self, last: bool = False) -> Any:
-        """The SGI layer (``last``: the last decoded layer) still shown, else the original."""
-        there = [layer for layer in self.anchors if layer in self.viewer.layers]
+        """The SGI layer still shown (``last``: the last of the decoded and classic layers), else
+        the original."""
+        candidates = self.anchors + (list(self.layers.values()) if last else [])
+        there = [layer for layer in candidates if layer in self.viewer.layers]
         if not there:
             return self.original
         return there[-1] if last else there[0]
 
-    def _add(self, codec: str, decoded: np.ndarray, comparison: SliceComparison) -> Any:
+    def _add(self, codec: str, entries: list[tuple]) -> Any:
         original = self.original
+        index, decoded, _, mapping = entries[-1]
         if self.lead_shape:
             data: Any = CachedStack(self.shape, decoded.dtype, self.lead_shape)
-            data.slices[comparison.index] = decoded
+            data.slices.update({entry[0]: entry[1] for entry in entries})
         else:
             data = decoded
         kwargs: dict[str, Any] = {
@@ -137,16 +179,37 @@ class CodecLayers:
             metadata={
                 "codec": codec,
                 "same_size_as": "the .sgi slice's share of the file",
-                "mapping": comparison.mappings[codec],
+                "mapping": mapping,
+                "slices": {entry[0]: entry[2] for entry in entries},
             },
             **kwargs,
         )
         self.layers[codec] = layer
         return layer
 
-    def remove(self) -> None:
-        """Take this comparison's layers out of the viewer (a new file replaces them)."""
-        for layer in self.layers.values():
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.layers.clear()
+    def take_over(self, previous: CodecLayers) -> None:
+        """Reuse the layers of ``previous`` (a comparison of the same layer, now replaced by a
+        new file's), blanked until this one's results arrive.
+
+        Cheaper than removing them and adding others (napari adds a layer to its grid in
+        0.2-0.4 s), and napari 0.9 has crashed in OpenGL, under a software renderer, when several
+        layers were removed from its grid at once.
+        """
+        previous._timer.stop()
+        previous._waiting.clear()
+        same = previous.original is self.original and (previous.shape, previous.rgb) == (
+            self.shape,
+            self.rgb,
+        )
+        if not same:
+            return  # another layer's comparison: its layers stay as they are
+        for codec, layer in previous.layers.items():
+            if layer not in self.viewer.layers:
+                continue
+            if self.lead_shape:
+                layer.data = CachedStack(self.shape, layer.data.dtype, self.lead_shape)
+            else:
+                layer.data = np.zeros_like(layer.data)
+            layer.metadata["slices"] = {}
+            layer.metadata["mapping"] = ""
+            self.layers[codec] = layer

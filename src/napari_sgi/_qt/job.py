@@ -185,7 +185,8 @@ def prefetch(sgi: Any, index: tuple[int, ...]) -> None:
 
 
 def warm_up() -> None:
-    """Import torch and the SGI pipeline: run on a background thread when the widget opens.
+    """Import torch, the SGI pipeline and what the comparison with classic codecs uses: run on a
+    background thread when the widget opens.
 
     Importing torch holds the GIL in C for a few hundred ms at a time; done here, that happens
     once while the user sets the sliders, not during the first compression.
@@ -199,5 +200,13 @@ def warm_up() -> None:
         from napari_sgi.core.rasterize import cpu_kernel_available
 
         cpu_kernel_available()
+        # The comparison with classic codecs: the codecs and the plot's matplotlib (loading
+        # their extension modules holds the GIL too).
+        import imagecodecs
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+        for name in ("jpeg8_encode", "jpeg2k_encode", "jpegxl_encode", "avif_encode"):
+            getattr(imagecodecs, name, None)  # imagecodecs loads each codec's module on first use
     except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run some time
         pass
