@@ -16,6 +16,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, Container, Label, ProgressBar, PushButton
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_sgi._qt.codec_job import (
     ComparisonJob,
@@ -62,6 +63,14 @@ class CodecComparison(Container):
         self.table = CodecTable()
         self.table.setVisible(False)
         self.native.layout().addWidget(self.table)
+        # Progress text and bar change often: they must never resize the dock (napari would lay
+        # out and redraw its whole canvas, tens of ms under a software renderer).
+        status = self.status.native
+        status.setWordWrap(True)
+        status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        policy = self.progress_bar.native.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.progress_bar.native.setSizePolicy(policy)
         self.source: ComparisonSource | None = None
         self.layers: CodecLayers | None = None
         self.cache: dict[int, SliceComparison] = {}  #: complete comparisons, by slice
