@@ -253,6 +253,17 @@ def _check_output_size(data, force: bool) -> None:
         )
 
 
+def _reached(header: dict, layout: dict, file_size: int) -> str:
+    """What a file reached, beside its target: its bpp, and its worst slice's PSNR."""
+    pixels = math.prod(layout.get("slice_shape", [0, 0])[:2]) * (header.get("n_slices") or 0)
+    reached = f"{8 * file_size / pixels:.4f} bpp" if pixels else "?"
+    if (header.get("fit") or {}).get("target_psnr") is not None:
+        slices = header.get("slices") or []
+        worst = min((s.get("psnr") or math.inf for s in slices), default=math.nan)
+        reached = f"PSNR {worst:.2f} dB (worst slice), {reached}"
+    return reached
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from napari_sgi.core.targets import describe_target
     from napari_sgi.file.container import SGIReader
@@ -273,8 +284,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    layout = header.get("layout", {})
-    quality = header.get("quality", {})
+    # Shown as written, but only what has the expected shape: info must work on any container.
+    layout = header.get("layout") if isinstance(header.get("layout"), dict) else {}
+    quality = header.get("quality") if isinstance(header.get("quality"), dict) else {}
     print(
         f"{args.input}: {breakdown.file_size:,} bytes, napari-sgi {header.get('encoder_version')}"
     )
@@ -285,15 +297,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if quality:
         print(f"  PSNR {quality.get('psnr')} dB, SSIM {quality.get('ssim')} (measured at encode)")
     fit = header.get("fit") if isinstance(header.get("fit"), dict) else {}
-    target = describe_target(fit.get("target_bpp"), fit.get("target_psnr"))
-    if target:
-        pixels = math.prod(layout.get("slice_shape", [0, 0])[:2]) * (header.get("n_slices") or 0)
-        reached = f"{8 * breakdown.file_size / pixels:.4f} bpp" if pixels else "?"
-        if fit.get("target_psnr") is not None:
-            slices = header.get("slices") or []
-            worst = min((s.get("psnr") or math.inf for s in slices), default=math.nan)
-            reached = f"PSNR {worst:.2f} dB (worst slice), {reached}"
-        print(f"  target {target}; reached {reached}")
+    try:
+        target = describe_target(fit.get("target_bpp"), fit.get("target_psnr"))
+        if target:
+            print(f"  target {target}; reached {_reached(header, layout, breakdown.file_size)}")
+    except (TypeError, ValueError, AttributeError):  # a header napari-sgi did not write
+        print("  target: unreadable in this header")
     print("  bytes by part:")
     for part, size in sorted(grouped.items(), key=lambda item: -item[1]):
         print(f"    {part:<12} {size:>12,d}")
