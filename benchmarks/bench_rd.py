@@ -287,6 +287,23 @@ def _append(path: Path | None, row: dict) -> None:
 
 
 # -- output ------------------------------------------------------------------------------------
+def _mark_rate(ax, bpp: float, style: str, text: str) -> None:
+    """A grey vertical line at ``bpp`` with ``text`` written along it."""
+    ax.axvline(bpp, color="grey", lw=0.8, ls=style)
+    ax.annotate(
+        text,
+        (bpp, 0.03),
+        xycoords=("data", "axes fraction"),
+        fontsize=6.5,
+        color="grey",
+        rotation=90,
+        va="bottom",
+        ha="right",
+        xytext=(-2, 0),
+        textcoords="offset points",
+    )
+
+
 def plot(
     name: str, sweeps: dict, points: list[dict], path: Path, channels: int, size: int, preset: str
 ) -> None:
@@ -341,36 +358,14 @@ def plot(
             continue
         drawn.add(f)
         fixed = 8 * (r["sections"]["weights"] + r["header_index"]) / _pixels(name)
-        ax.axvline(fixed, color="grey", lw=0.8, ls="--")
-        ax.annotate(
-            f"F={f}: weights + header = {fixed:.2f} bpp",
-            (fixed, 0.03),
-            xycoords=("data", "axes fraction"),
-            fontsize=6.5,
-            color="grey",
-            rotation=90,
-            va="bottom",
-            ha="right",
-            xytext=(-2, 0),
-            textcoords="offset points",
-        )
+        _mark_rate(ax, fixed, "--", f"F={f}: weights + header = {fixed:.2f} bpp")
     from napari_sgi.core.presets import get_preset
 
     default_f = get_preset(preset).feature_dim
     if default_f not in drawn:
         weights = 8 * weight_bytes(channels, size, default_f) / size**2
-        ax.axvline(weights, color="grey", lw=0.8, ls="-.")
-        ax.annotate(
-            f"F={default_f} ({preset}): weights alone = {weights:.2f} bpp",
-            (weights, 0.03),
-            xycoords=("data", "axes fraction"),
-            fontsize=6.5,
-            color="grey",
-            rotation=90,
-            va="bottom",
-            ha="right",
-            xytext=(-2, 0),
-            textcoords="offset points",
+        _mark_rate(
+            ax, weights, "-.", f"F={default_f} ({preset}): weights alone = {weights:.2f} bpp"
         )
     ax.set_xscale("log")
     right = max([r["bpp"] for r in points] + [r["bpp"] for rows in sweeps.values() for r in rows])

@@ -51,6 +51,13 @@ CancelCheck = Callable[[], bool]
 
 def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel:
     """A new model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.rng_seed)
+        return SGIModel(model_config(image_shape, config))
+
+
+def model_config(image_shape: tuple[int, int, int], config: FitConfig) -> ModelConfig:
+    """The shape of the model that fits a ``(C, H, W)`` image with ``config`` (no allocation)."""
     channels, height, width = image_shape
     seeds = config.seeds or seed_count_for_density(
         height, width, config.density, config.gaussians_per_seed
@@ -58,7 +65,7 @@ def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel
     grid_levels = config.grid_levels
     if grid_levels is None:
         grid_levels = auto_grid_levels(seeds)
-    model_config = ModelConfig(
+    return ModelConfig(
         height=height,
         width=width,
         channels=channels,
@@ -69,9 +76,6 @@ def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel
         levels=config.levels,
         grid_levels=grid_levels,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.rng_seed)
-        return SGIModel(model_config)
 
 
 def auto_grid_levels(seed_count: int) -> int:
@@ -263,14 +267,14 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
             group["lr"] = schedule.learning_rate(name, step, scale)
         if step == schedule.rate_start:
             model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
-        if control is not None and step >= schedule.rate_start:
-            if (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
-                lmbda = control.update(stored_bits(model, level))
         if quality is not None and len(recent_mse) >= CONTROL_INTERVAL:
             mean = sum(recent_mse) / len(recent_mse)
             lmbda = quality.update(10 * math.log10(1 / mean) if mean > 0 else math.inf)
             recent_mse.clear()
         models = model.entropy_models(level) if mode == "adaptive" else None
+        if control is not None and step >= schedule.rate_start:
+            if (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
+                lmbda = control.update(stored_bits(model, level, models))
         attributes = _noised(model, mode, level, generator, models)
         render = model.render(level, attributes, backend=backend)
         target = pyramid[level]

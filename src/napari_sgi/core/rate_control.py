@@ -34,6 +34,16 @@ from napari_sgi.core.entropy import ideal_bits, quantize
 # A step of the controller changes λ at most by this factor: the fit needs some tens of steps to
 # answer a new λ, so larger jumps overshoot.
 MAX_STEP_FACTOR = 2.0
+# λ stays within these multiples of where it started.
+LAMBDA_RANGE = (1e-2, 1e4)
+
+
+def _stepped(lmbda: float, start: float, factor: float) -> float:
+    """``lmbda * factor``, the factor limited to x``MAX_STEP_FACTOR`` either way and the result
+    to ``LAMBDA_RANGE`` times ``start``."""
+    factor = min(max(factor, 1 / MAX_STEP_FACTOR), MAX_STEP_FACTOR)
+    low, high = LAMBDA_RANGE
+    return min(max(lmbda * factor, start * low), max(start, 1e-9) * high)
 
 
 @dataclass
@@ -58,13 +68,11 @@ class LambdaControl:
     def __post_init__(self) -> None:
         if not (self.budget_bits > 0 and math.isfinite(self.budget_bits)):
             raise ValueError(f"the bit budget must be positive, got {self.budget_bits}")
-        self._low, self._high = self.lmbda / 100, max(self.lmbda, 1e-9) * 1e4
+        self._start = self.lmbda
 
     def update(self, bits: float) -> float:
         """Take the attributes' current bits; return the new λ."""
-        factor = (bits / self.budget_bits) ** self.gain
-        factor = min(max(factor, 1 / MAX_STEP_FACTOR), MAX_STEP_FACTOR)
-        self.lmbda = min(max(self.lmbda * factor, self._low), self._high)
+        self.lmbda = _stepped(self.lmbda, self._start, (bits / self.budget_bits) ** self.gain)
         self.history.append((bits, self.lmbda))
         return self.lmbda
 
@@ -91,25 +99,26 @@ class QualityControl:
     history: list[tuple[float, float]] = field(default_factory=list)  # (psnr, λ) per update
 
     def __post_init__(self) -> None:
-        self._low, self._high = self.lmbda / 100, max(self.lmbda, 1e-9) * 1e4
+        self._start = self.lmbda
 
     def update(self, psnr: float) -> float:
         """Take the current PSNR; return the new λ."""
         factor = 2.0 ** (self.gain * (psnr - self.psnr)) if math.isfinite(psnr) else MAX_STEP_FACTOR
-        factor = min(max(factor, 1 / MAX_STEP_FACTOR), MAX_STEP_FACTOR)
-        self.lmbda = min(max(self.lmbda * factor, self._low), self._high)
+        self.lmbda = _stepped(self.lmbda, self._start, factor)
         self.history.append((psnr, self.lmbda))
         return self.lmbda
 
 
-def stored_bits(model, level: int = 0) -> float:
+def stored_bits(model, level: int = 0, models: dict | None = None) -> float:
     """Bits of the attributes (and hash grid) as a file stores them, priced by the entropy model.
 
     The attributes are rounded with their adaptive steps, as the encoder rounds them; the entropy
-    coder comes within 0.1-0.5 % of this (docs/benchmarks.md, "coding").
+    coder comes within 0.1-0.5 % of this (docs/benchmarks.md, "coding"). ``models``: the entropy
+    models of ``level`` when the caller has them already.
     """
     with torch.no_grad():
-        models = model.entropy_models(level)
+        if models is None:
+            models = model.entropy_models(level)
         rounded = {
             name: quantize(values, models[name].step)
             for name, values in model.attributes().as_groups().items()

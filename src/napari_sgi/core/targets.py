@@ -88,6 +88,22 @@ def pilot_steps(iterations: int) -> int:
     return max(MIN_PILOT_STEPS, round(PILOT_FRACTION * iterations))
 
 
+def psnr_pilot_steps(iterations: int) -> int:
+    """Steps of all the pilots of a quality target (:func:`density_for_psnr`).
+
+    Examples
+    --------
+    >>> psnr_pilot_steps(12500)
+    3500
+    """
+    short, long = _psnr_pilot_lengths(iterations)
+    return short + 3 * long
+
+
+def _psnr_pilot_lengths(iterations: int) -> tuple[int, int]:
+    return pilot_steps(iterations) // 2, pilot_steps(iterations)
+
+
 def clamp_density(density: float) -> float:
     low, high = DENSITY_RANGE
     return min(max(density, low), high)
@@ -135,7 +151,7 @@ def density_for_psnr(
     >>> round(density, 4), round(predicted, 2)
     (0.0234, 33.0)
     """
-    short, long = pilot_steps(iterations) // 2, pilot_steps(iterations)
+    short, long = _psnr_pilot_lengths(iterations)
     at_short, at_long = pilot(start, short), pilot(start, long)
     per_step_doubling = max(at_long - at_short, 0.0) / math.log2(long / short)
     to_full = STEP_GAIN_DAMPING * per_step_doubling * math.log2(iterations / long)

@@ -298,34 +298,16 @@ def _check_readable(config, regions, channels: int) -> None:
     """Refuse, before any work, settings whose models a reader would refuse (file/budget.py)."""
     from dataclasses import asdict
 
-    from napari_sgi.core.fit import auto_grid_levels
-    from napari_sgi.core.model import ModelConfig
-    from napari_sgi.core.seeds import seed_count_for_density
+    from napari_sgi.core.fit import model_config
     from napari_sgi.core.targets import DENSITY_RANGE
     from napari_sgi.errors import SGIFormatError
     from napari_sgi.file.header import check_model_config
 
-    # With a target the density is chosen later, up to DENSITY_RANGE's top.
-    density = DENSITY_RANGE[1] if config.target_bpp or config.target_psnr else config.density
+    if config.target_bpp or config.target_psnr:  # the density is chosen later, up to this
+        config = config.with_overrides(density=DENSITY_RANGE[1])
     for region in regions:
-        height, width = region.box_shape
-        seeds = config.seeds or seed_count_for_density(
-            height, width, density, config.gaussians_per_seed
-        )
-        grid = auto_grid_levels(seeds) if config.grid_levels is None else config.grid_levels
-        model = ModelConfig(
-            height=height,
-            width=width,
-            channels=channels,
-            feature_dim=config.feature_dim,
-            gaussians_per_seed=config.gaussians_per_seed,
-            seed_count=seeds,
-            rng_seed=config.rng_seed,
-            levels=config.levels,
-            grid_levels=grid,
-        )
         try:
-            check_model_config(asdict(model))
+            check_model_config(asdict(model_config((channels, *region.box_shape), config)))
         except SGIFormatError as error:
             raise ValueError(
                 f"these settings make a model that readers refuse ({error}): lower the density "

@@ -22,7 +22,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from napari_sgi.core.presets import FitConfig
-from napari_sgi.core.targets import density_for_bits, density_for_psnr, pilot_steps
+from napari_sgi.core.targets import (
+    density_for_bits,
+    density_for_psnr,
+    pilot_steps,
+    psnr_pilot_steps,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -50,8 +55,8 @@ def pilot_steps_per_region(config: FitConfig) -> int:
     """Steps of the pilot fits of one region (0 without a target)."""
     if config.target_bpp is not None:
         return pilot_steps(config.iterations)
-    if config.target_psnr is not None:  # two lengths at one density, the longer at two more
-        return pilot_steps(config.iterations) // 2 + 3 * pilot_steps(config.iterations)
+    if config.target_psnr is not None:
+        return psnr_pilot_steps(config.iterations)
     return 0
 
 
