@@ -18,6 +18,7 @@ from napari_sgi.core.presets import FitConfig
 from napari_sgi.core.rate_control import LambdaControl, QualityControl, stored_bits
 from napari_sgi.core.refine import refine
 from napari_sgi.core.schedule import Schedule
+from napari_sgi.core.seed_map import seed_map_for_image
 from napari_sgi.core.seeds import seed_count_for_density
 from napari_sgi.errors import FitCancelled
 
@@ -49,15 +50,28 @@ ProgressCallback = Callable[[FitProgress], None]
 CancelCheck = Callable[[], bool]
 
 
-def make_model(image_shape: tuple[int, int, int], config: FitConfig) -> SGIModel:
-    """A new model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed``."""
+def make_model(
+    image_shape: tuple[int, int, int],
+    config: FitConfig,
+    image: torch.Tensor | None = None,  # [C, H, W]: for an adaptive seed layout
+) -> SGIModel:
+    """A new model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed`` (and, for an
+    adaptive seed layout, in the image)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.rng_seed)
-        return SGIModel(model_config(image_shape, config))
+        return SGIModel(model_config(image_shape, config, image))
 
 
-def model_config(image_shape: tuple[int, int, int], config: FitConfig) -> ModelConfig:
-    """The shape of the model that fits a ``(C, H, W)`` image with ``config`` (no allocation)."""
+def model_config(
+    image_shape: tuple[int, int, int],
+    config: FitConfig,
+    image: torch.Tensor | None = None,  # [C, H, W] in [0, 1]
+) -> ModelConfig:
+    """The shape of the model that fits a ``(C, H, W)`` image with ``config`` (no allocation).
+
+    An adaptive layout places its seeds from ``image`` (:mod:`.seed_map`); without the image
+    (sizing a model before any pixel is read) the layout is uniform, with the same counts.
+    """
     channels, height, width = image_shape
     seeds = config.seeds or seed_count_for_density(
         height, width, config.density, config.gaussians_per_seed
@@ -65,6 +79,9 @@ def model_config(image_shape: tuple[int, int, int], config: FitConfig) -> ModelC
     grid_levels = config.grid_levels
     if grid_levels is None:
         grid_levels = auto_grid_levels(seeds)
+    seed_map = ""
+    if config.seed_layout == "adaptive" and image is not None:
+        seed_map = seed_map_for_image(image.detach().cpu().double().numpy(), seeds)
     return ModelConfig(
         height=height,
         width=width,
@@ -75,6 +92,7 @@ def model_config(image_shape: tuple[int, int, int], config: FitConfig) -> ModelC
         rng_seed=config.rng_seed,
         levels=config.levels,
         grid_levels=grid_levels,
+        seed_map=seed_map,
     )
 
 
@@ -225,11 +243,11 @@ def fit(
 
 def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_target) -> FitOutcome:
     if model is None:
-        model = make_model(tuple(image.shape), config)
+        model = make_model(tuple(image.shape), config, image)
     model = model.to(image.device)
     pyramid = build_pyramid(image, config.levels)
     main_steps = config.iterations - config.refine_steps
-    schedule = Schedule(main_steps, config.levels)
+    schedule = Schedule(main_steps, config.levels, config.rate_phase)
     optimizer, groups = _optimizer(model)
     generator = torch.Generator().manual_seed(config.rng_seed + 1)
     history: list[FitProgress] = []

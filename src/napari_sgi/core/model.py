@@ -34,6 +34,7 @@ class ModelConfig:
     grid_levels: int = 12
     grid_features: int = 4
     grid_log2_table: int = 13
+    seed_map: str = ""  # seed layout (:mod:`.seed_map`); empty: a uniform jittered grid
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,21 +52,30 @@ class ModelConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.grid_levels <= 12:
             raise ValueError(f"grid_levels must be 0 to 12, got {self.grid_levels}")
+        if self.seed_map:
+            from napari_sgi.core.seed_map import parse_seed_map
+
+            parse_seed_map(self.seed_map, self.height, self.width)
 
     @property
     def seed_grid(self) -> SeedGrid:
-        return SeedGrid(self.height, self.width, self.seed_count, self.rng_seed)
+        return SeedGrid(self.height, self.width, self.seed_count, self.rng_seed, self.seed_map)
 
     @property
     def gaussians(self) -> int:
         return self.seed_count * self.gaussians_per_seed
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The header's ``model`` entry; ``seed_map`` only when there is one (uniform layouts
+        write the fields every reader of the first format version knows)."""
+        data = asdict(self)
+        if not self.seed_map:
+            del data["seed_map"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(**{k: int(v) for k, v in data.items()})
+        return cls(**{k: v if k == "seed_map" else int(v) for k, v in data.items()})
 
 
 @dataclass

@@ -60,6 +60,12 @@ class FitConfig:
     refine
         Fraction of ``iterations`` spent at the end on quantisation-aware refinement
         (:mod:`.refine`): training on the rounded attributes that the file stores. 0: none.
+    rate_phase
+        Fraction of the main fit (before refinement) at its end that trains with the rate term,
+        the entropy model and its adaptive quantisation noise (:mod:`.schedule`).
+    seed_layout
+        ``"uniform"``: seeds on one jittered grid; ``"adaptive"``: more seeds where the image has
+        fine detail, from a small map stored with the model (:mod:`.seed_map`).
     target_bpp, target_psnr
         A target instead of a density (at most one): the file's bits per pixel over all channels,
         or the decoded PSNR in dB. The encoder chooses the density from short pilot fits and
@@ -79,6 +85,8 @@ class FitConfig:
     attribute_lr_scale: float = 1.0
     distortion: str = "l1"
     refine: float = 0.0
+    rate_phase: float = 0.2
+    seed_layout: str = "uniform"
     target_bpp: float | None = None
     target_psnr: float | None = None
 
@@ -96,6 +104,8 @@ class FitConfig:
             "attribute_lr_scale": self.attribute_lr_scale > 0,
             "distortion": self.distortion in ("l1", "mse"),
             "refine": 0 <= self.refine < 1 and self.refine_steps < self.iterations,
+            "rate_phase": 0 < self.rate_phase <= 1,
+            "seed_layout": self.seed_layout in ("uniform", "adaptive"),
             "target_bpp": _positive_or_none(self.target_bpp),
             "target_psnr": _positive_or_none(self.target_psnr, 100.0),
         }

@@ -59,6 +59,7 @@ class Schedule:
 
     iterations: int
     levels: int
+    rate_phase: float = RATE_PHASE  # fraction of the run with the rate term (the last steps)
 
     @property
     def stages(self) -> list[Stage]:
@@ -80,7 +81,7 @@ class Schedule:
 
     @property
     def rate_start(self) -> int:
-        return self.iterations - math.ceil(RATE_PHASE * self.iterations)
+        return self.iterations - math.ceil(self.rate_phase * self.iterations)
 
     def noise(self, step: int) -> str:
         """``'none'``, ``'fixed'`` (base steps) or ``'adaptive'`` (context-model steps + rate)."""

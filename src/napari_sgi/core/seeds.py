@@ -1,4 +1,5 @@
-"""Seed positions on a jittered grid, regenerated exactly from a stored RNG seed (zero bits)."""
+"""Seed positions on a jittered grid, regenerated exactly from a stored RNG seed (zero bits), or
+from a coded seed map (:mod:`.seed_map`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class SeedGrid:
     width: int
     count: int
     rng_seed: int = 0
+    seed_map: str = ""  # empty: one jittered grid over the image; else :mod:`.seed_map`'s map
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -40,8 +42,13 @@ class SeedGrid:
         """Jittered-grid positions: one uniform point per cell of a G x G grid, G = ceil(sqrt(N)).
 
         N of the G^2 candidates are kept, drawn without replacement, and returned in row-major
-        order (y, then x), the order in which seed attributes are stored.
+        order (y, then x), the order in which seed attributes are stored. With a seed map, the
+        same within each of its cells (:func:`.seed_map.map_positions`).
         """
+        if self.seed_map:
+            from napari_sgi.core.seed_map import map_positions
+
+            return map_positions(self.height, self.width, self.count, self.rng_seed, self.seed_map)
         side = math.ceil(math.sqrt(self.count))
         # PCG64 with float64 draws is specified bit for bit by numpy on every platform.
         rng = np.random.Generator(np.random.PCG64(self.rng_seed))
@@ -58,6 +65,7 @@ class SeedGrid:
             "width": self.width,
             "count": self.count,
             "rng_seed": self.rng_seed,
+            **({"seed_map": self.seed_map} if self.seed_map else {}),
         }
 
 

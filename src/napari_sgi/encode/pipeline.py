@@ -296,8 +296,6 @@ def _check_reachable(config, regions, channels: int) -> None:
 
 def _check_readable(config, regions, channels: int) -> None:
     """Refuse, before any work, settings whose models a reader would refuse (file/budget.py)."""
-    from dataclasses import asdict
-
     from napari_sgi.core.fit import model_config
     from napari_sgi.core.targets import DENSITY_RANGE
     from napari_sgi.errors import SGIFormatError
@@ -307,7 +305,7 @@ def _check_readable(config, regions, channels: int) -> None:
         config = config.with_overrides(density=DENSITY_RANGE[1])
     for region in regions:
         try:
-            check_model_config(asdict(model_config((channels, *region.box_shape), config)))
+            check_model_config(model_config((channels, *region.box_shape), config).to_dict())
         except SGIFormatError as error:
             raise ValueError(
                 f"these settings make a model that readers refuse ({error}): lower the density "

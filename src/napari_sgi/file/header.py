@@ -45,6 +45,7 @@ MAX_DIM = 1 << 24
 MAX_ELEMENTS = 1 << 38  # ~2.7e11: a 100k x 100k x 3 slide or a 2k x 2k x 20k volume fit
 MAX_NDIM = 8
 MAX_STRING = 4096
+MAX_SEED_MAP = 1 << 19  # characters: 2^20 cells of 4 bits in base64, and its prefix
 AXIS_LETTERS = "TCZYXS"
 _SCOPES = ("image", "layout")
 
@@ -81,16 +82,32 @@ def check_model_config(data: Any) -> None:
     ...
     napari_sgi.errors.SGIFormatError: model field 'width' out of range: -1
     """
-    if not isinstance(data, dict) or set(data) != set(_MODEL_LIMITS):
+    if not isinstance(data, dict) or set(data) - {"seed_map"} != set(_MODEL_LIMITS):
         raise SGIFormatError(
             f"invalid model configuration in the header (it needs exactly the fields "
-            f"{', '.join(_MODEL_LIMITS)}): {shown(data)}"
+            f"{', '.join(_MODEL_LIMITS)}, and optionally seed_map): {shown(data)}"
         )
     for name, value in data.items():
+        if name == "seed_map":
+            continue
         low = 0 if name in ("rng_seed", "grid_levels") else 1
         if not is_int(value) or not low <= value <= _MODEL_LIMITS[name]:
             raise SGIFormatError(f"model field {name!r} out of range: {shown(value)}")
     check_model_budget(data)
+    if "seed_map" in data:
+        _check_seed_map(data["seed_map"], data["height"], data["width"])
+
+
+def _check_seed_map(text: Any, height: int, width: int) -> None:
+    """A seed map that parses for its box (torch-free; the map's own module is numpy only)."""
+    from napari_sgi.core.seed_map import parse_seed_map
+
+    if not isinstance(text, str) or not text or len(text) > MAX_SEED_MAP:
+        raise SGIFormatError(f"model field 'seed_map' invalid: {shown(text)}")
+    try:
+        parse_seed_map(text, height, width)
+    except ValueError as error:
+        raise SGIFormatError(f"model field 'seed_map' invalid: {error}") from None
 
 
 def model_config_from_header(data: dict):

@@ -1,0 +1,246 @@
+"""One row per rate-distortion lever: its BD-PSNR against the default's own curve, and times.
+
+Run:  python benchmarks/bench_ablation.py run [--levers base rate0.5 ...] [--images ...]
+          [--densities 0.005 0.01 0.02 0.04] [--iterations 12500] [--jobs 1]
+      python benchmarks/bench_ablation.py report [--iterations 12500]
+
+Every lever is the ``default`` preset (with the image's own K, levels and λ) plus the FitConfig
+fields of :data:`LEVERS`, fitted at each density; every fit writes a real `.sgi` file, measured
+as bench_rd measures (bytes on disk; PSNR of the decoded file against the original). A lever's
+curve is compared with ``base`` (the default as it is) by BD-PSNR over the rates both cover, and
+with JPEG 2000 and JPEG over 0.1-1 bpp. Fits are cached in benchmarks/results/ablation.jsonl
+(image, lever, density and iterations), so adding a lever fits only that lever. With ``--jobs 2``
+two fits run at once, one thread each (for screening: fit times then include the neighbour's
+load, alike for every lever of the run). ``report`` prints the table and records it in
+docs/benchmarks.md ("ablation").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bd import bd_psnr  # noqa: E402
+from _images import IMAGES, load  # noqa: E402
+from _record import git_revision, machine_description, record_section  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation.jsonl"
+RD_CACHE = Path(__file__).resolve().parent / "results" / "rd.jsonl"
+DENSITIES = (0.005, 0.01, 0.02, 0.04)
+CLASSIC_RANGE = (0.1, 1.0)
+
+# name -> (what it changes, FitConfig overrides on top of the image's default configuration)
+LEVERS: dict[str, tuple[str, dict]] = {
+    "base": ("the default as it is (rate term in the last 20 % of the main fit)", {}),
+    "rate0.5": ("rate term, entropy model, adaptive noise: last 50 %", {"rate_phase": 0.5}),
+    "rate0.8": ("rate term, entropy model, adaptive noise: last 80 %", {"rate_phase": 0.8}),
+    "adaptive": ("seeds placed from a coded map of local detail", {"seed_layout": "adaptive"}),
+}
+
+
+def load_image(name: str):
+    """A sample image, or ``sparse``: a 1024x1024 uint16 field half empty, as a slide or a
+    fluorescence mosaic has: the nuclei image top left, its mirror image bottom right, and
+    elsewhere a dark background with the nuclei image's own background level and noise."""
+    import numpy as np
+
+    if name != "sparse":
+        return load(name)
+    nuclei = load("nuclei").astype(np.float64)
+    dark = nuclei[nuclei < np.percentile(nuclei, 30)]
+    rng = np.random.default_rng(0)
+    field = rng.normal(np.median(dark), dark.std(), (1024, 1024))
+    field[:512, :512] = nuclei
+    field[512:, 512:] = nuclei[::-1, ::-1]
+    return np.clip(np.rint(field), 0, 65535).astype(np.uint16)
+
+
+IMAGE_NAMES = [*IMAGES, "sparse"]
+
+
+def fit_point(name: str, lever: str, density: float, iterations: int, threads: int) -> dict:
+    """Fit one point in this process: a real file, decoded and measured."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from bench_rd import quality
+
+    from napari_sgi.core.presets import image_choices
+    from napari_sgi.encode.pipeline import compress
+    from napari_sgi.reader import SGIFile
+
+    image = load_image(name)
+    channels = image.shape[2] if image.ndim == 3 else 1
+    lmbda = image_choices(image.shape[0], image.shape[1], channels)["lmbda"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "point.sgi"
+        result = compress(
+            image,
+            path,
+            preset="default",
+            device="cpu",
+            iterations=iterations,
+            density=density,
+            lmbda=lmbda,
+            **LEVERS[lever][1],
+        )
+        started = time.perf_counter()
+        sgi = SGIFile(path)
+        decoded = sgi.render_slice(0)
+        sgi.close()
+        decode_seconds = time.perf_counter() - started
+        size = path.stat().st_size
+    psnr, ssim = quality(decoded, image)
+    return {
+        "image": name,
+        "lever": lever,
+        "settings": LEVERS[lever][1],
+        "density": density,
+        "iterations": iterations,
+        "bytes": size,
+        "bpp": 8 * size / (image.shape[0] * image.shape[1]),
+        "psnr": psnr,
+        "ssim": ssim,
+        "fit_seconds": result.seconds,
+        "decode_seconds": decode_seconds,
+        "threads": threads,
+        "revision": git_revision(),
+    }
+
+
+def _key(row: dict) -> tuple:
+    settings = json.dumps(row["settings"], sort_keys=True)
+    return row["image"], row["lever"], settings, float(row["density"]), row["iterations"]
+
+
+def load_rows(path: Path = RESULTS) -> dict[tuple, dict]:
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {_key(r): r for r in rows}
+
+
+def run(args) -> None:
+    done = load_rows()
+    todo = []
+    for lever in args.levers:  # a lever at a time, so that a cut run leaves whole curves
+        for name in args.images:
+            for density in args.densities:
+                key = (name, lever, json.dumps(LEVERS[lever][1], sort_keys=True), density)
+                if key + (args.iterations,) not in done:
+                    todo.append((name, lever, density))
+    threads = 1 if args.jobs > 1 else 2
+    print(f"{len(todo)} fits to run ({len(done)} cached)", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(fit_point, name, lever, density, args.iterations, threads)
+            for name, lever, density in todo
+        ]
+        for future in futures:
+            row = future.result()
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with open(RESULTS, "a") as out:
+                out.write(json.dumps(row) + "\n")
+            print(
+                f"{row['image']:7s} {row['lever']:10s} d={row['density']:<6} "
+                f"{row['bpp']:.3f} bpp {row['psnr']:.2f} dB {row['fit_seconds']:.0f} s",
+                flush=True,
+            )
+
+
+def classic_curves(name: str) -> dict[str, list[dict]]:
+    """JPEG / JPEG 2000 sweeps of an image, from bench_rd's cache or measured now."""
+    from bench_rd import SWEEP_SETTINGS, baseline_sweep
+
+    if RD_CACHE.exists():
+        for line in RD_CACHE.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("codec") == "baselines" and row["image"] == name:
+                if row["settings"] == SWEEP_SETTINGS:
+                    return row["sweeps"]
+    return baseline_sweep(load_image(name))
+
+
+def _gap(rows: list[dict], reference: list[dict], rate_range=None) -> str:
+    result = bd_psnr(
+        [r["bpp"] for r in rows],
+        [r["psnr"] for r in rows],
+        [r["bpp"] for r in reference],
+        [r["psnr"] for r in reference],
+        rate_range,
+    )
+    if result is None:
+        return "–"
+    gap, (low, high) = result
+    return f"{gap:+.2f} ({low:.2f}-{high:.2f})"
+
+
+def report(args) -> str:
+    rows = [r for r in load_rows().values() if r["iterations"] == args.iterations]
+    lines = [
+        f"Command: `python benchmarks/bench_ablation.py run --iterations {args.iterations} ...` "
+        f"then `report --iterations {args.iterations}`; revision(s) "
+        f"{', '.join(sorted({r['revision'] for r in rows}))}; {machine_description()}.",
+        "",
+        "BD-PSNR in dB (rate range in bpp): against `base` over the rates both curves cover; "
+        "against JPEG 2000 (OpenJPEG) and JPEG (libjpeg) over 0.1-1 bpp cut to the lever's own "
+        "curve. Δ fit / decode: median ratio of the lever's times to base's at the same density.",
+        "",
+        "| image | lever | what | points (bpp) | vs base | vs JPEG 2000 | vs JPEG "
+        "| Δ fit | Δ decode |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in IMAGE_NAMES:
+        curves: dict[str, list[dict]] = {}
+        for row in rows:
+            if row["image"] == name:
+                curves.setdefault(row["lever"], []).append(row)
+        if "base" not in curves:
+            continue
+        classic = classic_curves(name)
+        base = {r["density"]: r for r in curves["base"]}
+        for lever, points in curves.items():
+            points.sort(key=lambda r: r["bpp"])
+            same = [(r, base[r["density"]]) for r in points if r["density"] in base]
+            fit = statistics.median(r["fit_seconds"] / b["fit_seconds"] for r, b in same)
+            dec = statistics.median(r["decode_seconds"] / b["decode_seconds"] for r, b in same)
+            lines.append(
+                f"| {name} | {lever} | {LEVERS.get(lever, ('?',))[0]} "
+                f"| {', '.join(format(r['bpp'], '.2f') for r in points)} "
+                f"| {_gap(points, curves['base']) if lever != 'base' else '0'} "
+                f"| {_gap(points, classic['JPEG 2000'], CLASSIC_RANGE)} "
+                f"| {_gap(points, classic['JPEG'], CLASSIC_RANGE)} "
+                f"| x{fit:.2f} | x{dec:.2f} |"
+            )
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_record:
+        record_section(f"ablation-{args.iterations}", markdown)
+    return markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run")
+    go.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
+    go.add_argument("--images", nargs="+", default=list(IMAGES), choices=IMAGE_NAMES)
+    go.add_argument("--densities", nargs="+", type=float, default=list(DENSITIES))
+    go.add_argument("--iterations", type=int, default=12500)
+    go.add_argument("--jobs", type=int, default=1)
+    show = sub.add_parser("report")
+    show.add_argument("--iterations", type=int, default=12500)
+    show.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
