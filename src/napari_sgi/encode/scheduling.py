@@ -107,6 +107,7 @@ def slice_task(
         backend=backend,
         region_size=regions[0],
         region_margin=regions[1],
+        region_workers=1,  # the workers already share the cores, a slice each
     )
 
 

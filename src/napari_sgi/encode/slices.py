@@ -2,13 +2,15 @@
 
 Each region's model is quantised to its file sections (the very bytes the `.sgi` file holds), and
 the slice is measured core by core on the blended decode (:class:`CoreMeter`), as the reader
-renders it, in the original dtype.
+renders it, in the original dtype. A slice of several regions has them fitted by worker
+processes at the same time (:mod:`napari_sgi.encode.parallel`), into the same bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,12 @@ from napari_sgi.core.regions import (
     blend,
     plan_regions,
     regions_in,
-    render_box,
+)
+from napari_sgi.encode.parallel import (
+    FittedRegion,
+    fit_box,
+    fit_in_processes,
+    region_worker_count,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +87,7 @@ def compress_slice(
     region_size: int = REGION_SIZE,
     region_margin: int = REGION_MARGIN,
     start_models: list[SGIModel] | None = None,
+    region_workers: int | None = None,
 ) -> SliceResult:
     """Fit one 2D slice region by region, quantise each model to its file sections, and measure
     the decoded result (in the original dtype) against the slice.
@@ -92,52 +100,96 @@ def compress_slice(
     Parameters
     ----------
     progress
-        Called as ``progress(step, total, psnr)`` with the steps of this slice over its regions.
+        Called as ``progress(step, total, psnr)`` with the steps of this slice over its regions
+        (every step here; a few times a second from worker processes).
+    cancel
+        Checked after every step (here) or every 0.1 s (worker processes): when it returns True
+        the fit raises :class:`~napari_sgi.errors.FitCancelled`.
     start_models
         One model per region to start from (warm start), e.g. the previous slice's.
+    region_workers
+        Worker processes fitting regions at the same time (:mod:`napari_sgi.encode.parallel`);
+        1 fits them one after the other in this process. None: one per core (at most one per
+        region) for a large slice of several regions on the CPU, else 1
+        (:func:`~napari_sgi.encode.parallel.region_worker_count`). The file's bytes do not
+        depend on it.
 
     With a target in ``config`` (``target_bpp``, ``target_psnr``) each region is fitted to it
     (:func:`napari_sgi.encode.targeting.fit_region`): a size target is shared out by the
     regions' core pixels.
     """
-    from napari_sgi.codec.model import encode_model
-    from napari_sgi.core.image import to_tensor, validate_image
-    from napari_sgi.encode.targeting import fit_region, pilot_steps_per_region
+    from napari_sgi.core.image import validate_image
+    from napari_sgi.encode.targeting import pilot_steps_per_region
 
     image = validate_image(image)
     regions = plan_regions(image.shape[0], image.shape[1], region_size, region_margin)
     meter = CoreMeter(image, regions, value_range, region_margin)
     steps = config.iterations + pilot_steps_per_region(config)
-    total = steps * len(regions)
+    workers = region_worker_count(region_workers, regions, device)
+    options = {
+        "device": device,
+        "backend": backend,
+        "steps": steps,
+        "progress": progress,
+        "cancel": cancel,
+        "start_models": start_models,
+    }
+    if workers > 1:
+        fitted = fit_in_processes(image, regions, config, value_range, workers=workers, **options)
+    else:
+        fitted = _fit_here(image, regions, config, value_range, **options)
     results = []
+    with contextlib.closing(fitted):  # stops the worker processes whatever happens here
+        # Regions arrive in their order whoever fits them, so the meter's sums are the same.
+        for number, region_fit in enumerate(fitted):
+            meter.add(number, region_fit.render)
+            results.append(RegionResult(regions[number], region_fit.model, region_fit.sections))
+            del region_fit  # the meter alone decides which renders to keep
+    mse, ssim = meter.result()
+    return SliceResult(results, meter.width, mse, ssim)
+
+
+def _fit_here(
+    image: np.ndarray,
+    regions: list[Region],
+    config: FitConfig,
+    value_range: ValueRange,
+    *,
+    device: str,
+    backend: str,
+    steps: int,
+    progress: Callable[[int, int, float], None] | None,
+    cancel: Callable[[], bool] | None,
+    start_models: list[SGIModel] | None,
+) -> Iterator[FittedRegion]:
+    """The regions fitted one after the other in this process, in their order."""
+    total = steps * len(regions)
     for number, region in enumerate(regions):
         by0, by1, bx0, bx1 = region.box
-        target = to_tensor(image[by0:by1, bx0:bx1], value_range).to(device)
 
         def report(event, base=number * steps):
             if progress is not None:
                 progress(base + event.step, total, event.psnr)
 
-        start = start_models[number] if start_models else None
-        core_pixels = (region.core[1] - region.core[0]) * (region.core[3] - region.core[2])
-        model = fit_region(
-            target,
+        yield fit_box(
+            image[by0:by1, bx0:bx1],
+            region,
             config,
-            core_pixels=core_pixels,
-            model=start,
+            value_range,
+            device=device,
+            backend=backend,
+            start=start_models[number] if start_models else None,
             progress=report,
             cancel=cancel,
-            backend=backend,
-        ).model
-        sections = encode_model(model)
-        meter.add(number, render_box(model, 0, backend))
-        results.append(RegionResult(region, model.config, sections))
-    mse, ssim = meter.result()
-    return SliceResult(results, meter.width, mse, ssim)
+        )
 
 
 class CoreMeter:
-    """Squared error and SSIM of a slice's blended decode, core by core, as regions arrive."""
+    """Squared error and SSIM of a slice's blended decode, core by core, as regions arrive.
+
+    Any order measures the same cores; :func:`compress_slice` adds the regions in their order so
+    that the sums, and with them the quality recorded in the file, are the same to the last bit.
+    """
 
     def __init__(
         self, image: np.ndarray, regions: list[Region], value_range: ValueRange, width: int
