@@ -36,11 +36,19 @@ RD_CACHE = Path(__file__).resolve().parent / "results" / "rd.jsonl"
 DENSITIES = (0.005, 0.01, 0.02, 0.04)
 CLASSIC_RANGE = (0.1, 1.0)
 
-# name -> (what it changes, FitConfig overrides on top of the image's default configuration)
+# name -> (what it changes, FitConfig overrides on top of the image's default configuration).
+# Every lever names its seed layout, so that its rows mean the same whatever the default is.
+UNIFORM = {"seed_layout": "uniform"}
 LEVERS: dict[str, tuple[str, dict]] = {
-    "base": ("the default as it is (rate term in the last 20 % of the main fit)", {}),
-    "rate0.5": ("rate term, entropy model, adaptive noise: last 50 %", {"rate_phase": 0.5}),
-    "rate0.8": ("rate term, entropy model, adaptive noise: last 80 %", {"rate_phase": 0.8}),
+    "base": ("seeds on a uniform jittered grid; rate term in the last 20 % of the fit", UNIFORM),
+    "rate0.5": (
+        "rate term, entropy model, adaptive noise: last 50 %",
+        {**UNIFORM, "rate_phase": 0.5},
+    ),
+    "rate0.8": (
+        "rate term, entropy model, adaptive noise: last 80 %",
+        {**UNIFORM, "rate_phase": 0.8},
+    ),
     "adaptive": ("seeds placed from a coded map of local detail", {"seed_layout": "adaptive"}),
 }
 
