@@ -201,6 +201,15 @@ def report(args) -> str:
         "against JPEG 2000 (OpenJPEG) and JPEG (libjpeg) over 0.1-1 bpp cut to the lever's own "
         "curve. Δ fit / decode: median ratio of the lever's times to base's at the same density.",
         "",
+        *(
+            [
+                "Fits ran two at a time, one thread each (`--jobs 2`), beside other work on "
+                "this shared machine: the time ratios are rough, not timings.",
+                "",
+            ]
+            if any(r.get("threads") == 1 for r in rows)
+            else []
+        ),
         "| image | lever | what | points (bpp) | vs base | vs JPEG 2000 | vs JPEG "
         "| Δ fit | Δ decode |",
         "|---|---|---|---|---|---|---|---|---|",
