@@ -126,3 +126,29 @@ def test_the_number_of_workers():
     assert region_worker_count(3, large) == 3 and region_worker_count(9, large) == 4
     with pytest.raises(ValueError, match="region_workers"):
         region_worker_count(0, large)
+
+
+def test_a_script_without_a_main_guard_compresses_with_workers(tmp_path):
+    """spawn would re-run an unguarded script in each worker (and fail there): it must not."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from napari_sgi.core.image import ValueRange\n"
+        "from napari_sgi.core.presets import get_preset\n"
+        "from napari_sgi.encode.slices import compress_slice\n"
+        "print('top level ran', flush=True)\n"
+        "image = (np.random.default_rng(0).random((64, 64)) * 1000).astype(np.uint16)\n"
+        "config = get_preset('fast').with_overrides(iterations=5)\n"
+        "result = compress_slice(image, config, ValueRange(0.0, 999.0, 'uint16'),\n"
+        "                        region_size=32, region_margin=32, region_workers=2)\n"
+        "print('regions', len(result.regions))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("top level ran") == 1
+    assert "regions 4" in out.stdout

@@ -8,11 +8,12 @@ share of the cores (``torch.set_num_threads(cores // workers)``). Threads would 
 Python half of a step holds the GIL.
 
 Workers are started with ``spawn``: torch and OpenMP are not safe to ``fork`` once their threads
-run. (So, as with any ``multiprocessing`` use, a script that compresses must guard its top level
-with ``if __name__ == "__main__":``.) Each region's fit depends only on its pixels and its
-configuration, and the compiled rasterizer's result does not depend on its threads, so a worker
-returns exactly what :func:`fit_box` returns in the calling process: the model's shape, its file
-sections and its render, never the module.
+run. A spawned process runs the parent's main script again unless it is guarded by
+``if __name__ == "__main__":``; few microscopists' scripts are, so the workers are started with
+the main module hidden (:func:`_main_script_hidden`): they need only napari_sgi. Each region's
+fit depends only on its pixels and its configuration, and the compiled rasterizer's result does
+not depend on its threads, so a worker returns exactly what :func:`fit_box` returns in the calling
+process: the model's shape, its file sections and its render, never the module.
 
 The calling thread keeps what the sequential path does: it hands the regions out in order, at most
 ``2 x workers`` ahead of the meter (submitted, or fitted and waiting for an earlier region), so that
@@ -23,11 +24,13 @@ and it checks ``cancel`` every :data:`POLL_SECONDS`, after which the workers are
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import pickle
 import queue
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -189,7 +192,8 @@ def fit_in_processes(
         pixels = np.ascontiguousarray(image[by0:by1, bx0:bx1])  # the box only, not the slice
         start = pickle.dumps(start_models[number]) if start_models else None
         job = (number, pixels, region, start, config, value_range, device, backend)
-        running[pool.submit(_fit_job, *job)] = number
+        with _main_script_hidden():  # the pool starts its workers in submit
+            running[pool.submit(_fit_job, *job)] = number
 
     try:
         while yielded < len(regions):
@@ -214,6 +218,28 @@ def fit_in_processes(
         finished = True
     finally:
         _shut_down(pool, stop, events, terminate=not finished)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start processes without making them import the caller's ``__main__`` script.
+
+    ``spawn`` re-imports the parent's main module (found from its ``__spec__`` or ``__file__``)
+    in every child, which re-runs an unguarded script's top level: it loads the data again and
+    then fails when it compresses, as a child may not start processes. The workers run only
+    napari_sgi's functions, so they do not need it.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
+    try:
+        if main is not None:
+            main.__spec__ = None
+            if "__file__" in saved:
+                del main.__file__
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _drain(events: multiprocessing.Queue, done: list[int], psnr: float) -> float:
