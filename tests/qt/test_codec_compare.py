@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from napari_sgi._qt import codec_job
+from napari_sgi._qt.codec_layers import CodecLayers
+from napari_sgi._qt.compare import viewer_grid
+from napari_sgi.compare.slices import CodecResult, SliceComparison
 from napari_sgi.core.image import ValueRange
 
 
@@ -230,3 +234,111 @@ def test_new_file_reuses_the_layers(sgi_widget, fake_api, tiny_image, tmp_path, 
         assert tuple(classic.contrast_limits) == (100, 2500)
         assert np.array_equal(classic.data, widget.comparison.cache[0].decoded[name])
         assert list(classic.metadata["slices"]) == [0] and classic.metadata["mapping"]
+
+
+def test_classic_layers_fill_cells_laid_out_once(
+    sgi_widget, fake_api, tiny_image, tmp_path, wait_compared
+):
+    """The grid is laid out once, with the cells of the classic layers; they are added hidden
+    and unselected, then shown; the grid then gets its automatic shape back."""
+    viewer, widget = sgi_widget
+    grid = viewer_grid(viewer)
+    shapes = []  # the grid's layout each time a layer comes or is shown, grid on
+
+    def record(*_):
+        if grid.enabled:
+            shapes.append(grid.actual_shape(viewer.layers))
+
+    def on_inserted(event):
+        event.value.events.visible.connect(record)
+        record()
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    grid.events.enabled.connect(record)
+    layer = viewer.add_image(tiny_image, name="tiny")
+    widget.comparison.with_plot.value = False
+    _compress(widget, layer, tmp_path / "tiny.sgi")
+    wait_compared(widget)
+    names = [x.name for x in viewer.layers]
+    assert names[2:] == ["tiny [JPEG 2000, same size]", "tiny [JPEG XL, same size]"]
+    assert all(x.visible for x in viewer.layers)
+    assert viewer.layers.selection.active.name == "tiny [SGI]"  # not taken by the comparison
+    assert len(shapes) >= 3 and set(shapes) == {(2, 2)}  # never 1×2 in between
+    assert tuple(grid.shape) == (-1, -1)
+    # Their controls, made before they were inserted: one page each, shown when selected.
+    controls = _controls(viewer)
+    assert set(controls.widgets) == set(viewer.layers)
+    assert controls.count() == len(viewer.layers) + 1  # and the empty page: none made twice
+    classic = viewer.layers["tiny [JPEG XL, same size]"]
+    viewer.layers.selection.active = classic
+    assert controls.currentWidget() is controls.widgets[classic]
+
+
+def test_a_grid_shape_of_the_users_is_kept(
+    sgi_widget, fake_api, tiny_image, tmp_path, wait_compared
+):
+    viewer, widget = sgi_widget
+    viewer_grid(viewer).shape = (1, -1)  # one row
+    layer = viewer.add_image(tiny_image, name="tiny")
+    widget.comparison.with_plot.value = False
+    _compress(widget, layer, tmp_path / "tiny.sgi")
+    wait_compared(widget)
+    assert len(viewer.layers) == 4 and tuple(viewer_grid(viewer).shape) == (1, -1)
+    assert viewer_grid(viewer).actual_shape(viewer.layers) == (1, 4)
+
+
+def _controls(viewer):
+    """napari's layer controls: a page per layer (and its empty page)."""
+    return viewer.window._qt_viewer.controls
+
+
+def test_layers_on_their_way_when_the_next_file_comes(make_napari_viewer, tiny_image, qtbot):
+    viewer = make_napari_viewer(show=True)
+    original = viewer.add_image(tiny_image, name="tiny")
+    result = CodecResult("j2k", "JPEG 2000", 90, 0.7, 40.0, 0.9)
+    done = SliceComparison(
+        0, 100, tiny_image.shape, {"JPEG 2000": result}, {"JPEG 2000": tiny_image + 1},
+        {"JPEG 2000": "uint16 values"},
+    )  # fmt: skip
+
+    def layers_after(steps: list[str]) -> CodecLayers:
+        layers = CodecLayers(viewer, original, [], tiny_image.shape, (), False)
+        layers.show(done)
+        layers._timer.stop()
+        assert [layers._step() for _ in steps] == steps
+        return layers
+
+    # Its controls made, not inserted yet: they go, nothing is left of it.
+    first = layers_after(["controls"])
+    (made,) = first.layers.values()
+    assert made not in viewer.layers and made in _controls(viewer).widgets
+    CodecLayers(viewer, original, [], tiny_image.shape, (), False).take_over(first)
+    assert set(_controls(viewer).widgets) == {original} and not first.adding
+    # Inserted, not shown yet: the next file's comparison reuses it and shows it.
+    first = layers_after(["controls", "insert"])
+    layer = viewer.layers["tiny [JPEG 2000, same size]"]
+    assert not layer.visible and viewer.layers.selection.active is original
+    second = CodecLayers(viewer, original, [], tiny_image.shape, (), False)
+    second.take_over(first)
+    qtbot.waitUntil(lambda: not second.adding, timeout=5_000)
+    assert layer.visible and second.layers == {"JPEG 2000": layer} and not first.adding
+    assert not np.asarray(layer.data).any()  # blanked until the new file's results come
+    assert set(_controls(viewer).widgets) == {original, layer}
+
+
+def test_a_paused_job_waits_at_its_next_check():
+    """Paused while napari adds the layers of its result, a job goes on when resumed; a cancel
+    ends the wait too."""
+    job = codec_job.ComparisonJob(source=None, index=0, codecs=[])
+    job.pause()
+    checks: list[bool] = []
+    waiting = threading.Thread(target=lambda: checks.append(job._stopped()))
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive() and checks == []
+    job.resume()
+    waiting.join(5)
+    assert checks == [False]
+    job.pause()
+    job.cancel()
+    assert job._stopped() is True

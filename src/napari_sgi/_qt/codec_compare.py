@@ -27,11 +27,13 @@ from napari_sgi._qt.codec_job import (
 )
 from napari_sgi._qt.codec_layers import CodecLayers
 from napari_sgi._qt.codec_table import CodecTable, table_rows
+from napari_sgi._qt.compare import release_grid, reserve_grid
 from napari_sgi._qt.rd_plot import DOCK_NAME, RDPlot
 from napari_sgi.compare.codecs import CODECS, Codec
 from napari_sgi.compare.slices import SliceComparison
 
 SLIDER_DELAY_MS = 150  #: compare the slice the slider rests on, not each one it passes
+START_DELAY_MS = 100  #: between a new file's decoded layer added and its comparison's start
 
 
 class CodecComparison(Container):
@@ -80,6 +82,7 @@ class CodecComparison(Container):
         self.job: ComparisonJob | None = None
         self.worker: Any = None
         self._wanted: int | None = None  # a slice to compare once the running job ends
+        self._reserved: tuple[int, int] | None = None  # grid cells fixed for the next attach
         self._closed = False  # deleted with the viewer: late signals find no widget
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -99,6 +102,31 @@ class CodecComparison(Container):
         keys |= {"jpeg"} if self.with_jpeg.value else set()
         keys |= {"avif"} if self.with_avif.value else set()
         return [codec for key, codec in CODECS.items() if key in keys]
+
+    def reserve_grid(self, original: Any, decoded: int) -> None:
+        """Before ``decoded`` layers of ``original`` are added to the grid: fix the grid's shape
+        for them and for the classic layers the comparison will add, so that napari lays the
+        grid out once, with them, rather than again for each classic layer (see
+        :func:`napari_sgi._qt.compare.reserve_grid`). :meth:`attach` hands the cells on to the
+        layers; they give the grid back its automatic shape once shown."""
+        if self.layers is not None:
+            self.layers.release()  # a reservation not used up (a comparison cut short)
+        coming = decoded
+        if self.active.value:
+            same = self.layers is not None and self.layers.original is original
+            have = self.layers.layers if same else {}
+            shown = [
+                c
+                for c in self.codecs()
+                if c.name in have and have[c.name] in self.viewer.layers and have[c.name].visible
+            ]
+            coming += len(self.codecs()) - len(shown)
+        self._reserved = reserve_grid(self.viewer, coming)
+
+    def release_grid(self) -> None:
+        """Drop the reservation of :meth:`reserve_grid` (the decoded layer was not added)."""
+        release_grid(self.viewer, self._reserved)
+        self._reserved = None
 
     def attach(
         self, original: Any, decoded: list[Any], sgi: Any, result: Any, axes: str
@@ -127,15 +155,24 @@ class CodecComparison(Container):
             self.source.lead_shape,
             original.rgb,
             parent=self.native,
+            reserved=self._reserved,
         )
+        self.layers.on_done = self._resume
+        self._reserved = None
         if previous is not None:  # a new file: the old same-size layers are blanked, reused
             self.layers.take_over(previous)
         self.compare_button.enabled = True
         self.table.setVisible(False)
         if not self.active.value:
+            self.layers.release()
             self.status.value = "Press Compare this slice to compare with JPEG 2000 and JPEG XL."
             return None
-        return self.request(self.current_index())
+        job = self.request(self.current_index())
+        if job is not None:
+            # Not while napari draws the decoded layer, just added, for the first time.
+            job.pause()
+            QTimer.singleShot(START_DELAY_MS, job.resume)
+        return job
 
     def current_index(self) -> int:
         """The slice (index in the file) under the viewer's sliders."""
@@ -217,6 +254,8 @@ class CodecComparison(Container):
             self.cache[event.comparison.index] = event.comparison
             if self.layers is not None:
                 self.layers.show(event.comparison)
+                if self.layers.adding:
+                    job.pause()  # until napari has added the layers (_resume)
             if event.comparison.index == self.current_index():
                 self._show(event.comparison.index)
         elif isinstance(event, PlotReady):
@@ -224,6 +263,10 @@ class CodecComparison(Container):
             self.plots[event.index] = event.png
             if event.index == self.current_index():
                 self._show_plot(event.index)
+
+    def _resume(self) -> None:
+        if self.job is not None:
+            self.job.resume()
 
     def _on_errored(self, job: ComparisonJob, error: Exception) -> None:
         if job.cancelled or self._closed:
@@ -240,6 +283,8 @@ class CodecComparison(Container):
         self.worker = None
         self.progress_bar.visible = False
         self.cancel_button.enabled = False
+        if self.layers is not None and not self.layers.adding:
+            self.layers.release()  # cancelled or failed before its layers came: cells not needed
         if not job.cancelled:
             self.status.value = self._budget_text(job.index)
         if job.cancelled and not job.stop.is_set():

@@ -11,6 +11,7 @@ midway leaves nothing behind.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ from napari_sgi.compare.slices import (
     slice_budgets,
 )
 from napari_sgi.errors import ComparisonCancelled
+
+PAUSE_LIMIT_S = 10.0  #: the longest a job waits to be resumed (should the GUI never resume it)
 
 
 @dataclass(frozen=True)
@@ -149,12 +152,30 @@ class ComparisonJob:
         self.stop = threading.Event()
         self.abort_check: Callable[[], bool] = lambda: False
         self.cancelled = False  #: set by the GUI: whatever this job still yields is dropped
+        self.running = threading.Event()  #: cleared by :meth:`pause`, set by :meth:`resume`
+        self.running.set()
 
     def cancel(self) -> None:
         self.cancelled = True
         self.stop.set()
 
+    def pause(self) -> None:
+        """Hold the job at its next check (between two encodes) until :meth:`resume`.
+
+        The GUI pauses it while napari adds the layers of a result it yielded: napari's work is
+        Python on the GUI thread, and a job going on meanwhile (the rate-distortion curves)
+        would compete with it for the GIL and the CPU, stretching each of napari's steps.
+        """
+        self.running.clear()
+
+    def resume(self) -> None:
+        self.running.set()
+
     def _stopped(self) -> bool:
+        deadline = time.monotonic() + PAUSE_LIMIT_S
+        while not self.running.wait(0.05):
+            if self.stop.is_set() or self.abort_check() or time.monotonic() > deadline:
+                break
         return self.stop.is_set() or self.abort_check()
 
     @property
@@ -173,6 +194,7 @@ class ComparisonJob:
         source, index, total = self.source, self.index, self.total
         where = f"slice {index + 1}/{source.n_slices}: " if source.n_slices > 1 else ""
         yield Progress(0, total, f"{where}reading the slice")
+        self._check()  # a job started paused waits here
         budget = source.budgets[index]
         original = source.original(index)
         if self.done is None:

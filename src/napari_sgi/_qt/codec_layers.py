@@ -8,15 +8,18 @@ allocated for slices nobody looks at.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from napari_sgi._qt.compare import _place_after
+from napari_sgi._qt.compare import release_grid
+from napari_sgi._qt.layer_steps import drop_controls, insert_quietly, make_controls
 from napari_sgi.compare.slices import SliceComparison
 
-ADD_INTERVAL_MS = 60  #: between two layers added: the canvas draws the first meanwhile
+#: between two steps of adding layers: the canvas draws, and the user's input is handled
+STEP_INTERVAL_MS = 30
 
 
 def layer_name(original: Any, codec: str) -> str:
@@ -71,10 +74,16 @@ class CachedStack:
 class CodecLayers:
     """One layer per codec for one original layer; filled slice by slice as results arrive.
 
-    napari adds a layer on the GUI thread (its visual, its controls, the grid laid out again:
-    0.1-0.4 s on a small CPU under a software-rendered display), so new layers are added one at a
-    time, ``ADD_INTERVAL_MS`` apart, letting the canvas draw in between; results that arrive for
-    a layer still waiting are kept and given to it when it is added.
+    napari adds a layer on the GUI thread in one go (its visual, its controls, the grid laid out
+    again when the grid gets another cell), then draws it: 0.1-0.4 s on a small CPU under a
+    software-rendered display. So each new layer comes in three steps, one per turn of the
+    event loop, ``STEP_INTERVAL_MS`` apart, with the canvas drawing in between
+    (:mod:`napari_sgi._qt.layer_steps`): its controls built; the layer inserted at its place,
+    hidden (a hidden layer takes no grid cell: nothing is laid out) and not selected; the layer
+    shown (its grid cell, its first drawing). The cells were reserved when the decoded layer was
+    added (``reserved``, see :func:`napari_sgi._qt.compare.reserve_grid`), so showing it lays
+    nothing out again; the reservation ends once the layers are shown. Results that arrive for a
+    layer still on its way are kept and given to it.
     """
 
     def __init__(
@@ -86,25 +95,30 @@ class CodecLayers:
         lead_shape: tuple[int, ...],
         rgb: bool,
         parent: Any = None,
+        reserved: tuple[int, int] | None = None,
     ) -> None:
         #: the layers to follow in the grid (the SGI layer, its difference): the last still there
         self.viewer, self.original, self.anchors = viewer, original, list(anchors)
         self.shape, self.lead_shape, self.rgb = tuple(shape), tuple(lead_shape), bool(rgb)
+        self.reserved = reserved  #: the grid shape fixed for these layers, until they are shown
         self.layers: dict[str, Any] = {}
         self._waiting: dict[str, list[tuple]] = {}  # codec -> (index, decoded, row, mapping)
+        self._made: list[tuple[Any, bool]] = []  # (layer, its controls made): to insert next
+        self._hidden: list[Any] = []  # inserted, to be shown at the next step
+        self.on_done: Callable[[], None] | None = None  #: called when all are added and shown
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(ADD_INTERVAL_MS)
-        self._timer.timeout.connect(lambda: self._add_next())  # looked up when it fires
+        self._timer.setInterval(STEP_INTERVAL_MS)
+        self._timer.timeout.connect(lambda: self._step())  # looked up when it fires
 
     @property
     def adding(self) -> bool:
-        """Whether layers are still waiting to be added."""
-        return bool(self._waiting)
+        """Whether layers are still on their way in (to be built, inserted or shown)."""
+        return bool(self._waiting or self._made or self._hidden)
 
     def show(self, comparison: SliceComparison) -> None:
         """Put ``comparison``'s decoded slices in their layers; layers not there yet are added
-        (one at a time, see the class docstring)."""
+        (in steps, see the class docstring)."""
         for codec, decoded in comparison.decoded.items():
             entry = (
                 comparison.index,
@@ -113,7 +127,7 @@ class CodecLayers:
                 comparison.mappings[codec],
             )
             layer = self.layers.get(codec)
-            if layer is not None and layer not in self.viewer.layers:
+            if layer is not None and layer not in self.viewer.layers and not self._coming(layer):
                 del self.layers[codec]  # the user deleted it: add it again
                 layer = None
             if layer is None:
@@ -122,7 +136,18 @@ class CodecLayers:
                 self._fill(layer, *entry)
                 if self.lead_shape:
                     layer.refresh()
-        if self._waiting and not self._timer.isActive():
+        self._schedule()
+
+    def release(self) -> None:
+        """End the grid's reservation (the grid goes back to its automatic shape)."""
+        reserved, self.reserved = self.reserved, None
+        release_grid(self.viewer, reserved)
+
+    def _coming(self, layer: Any) -> bool:
+        return any(layer is made for made, _ in self._made)
+
+    def _schedule(self) -> None:
+        if self.adding and not self._timer.isActive():
             self._timer.start()
 
     def _fill(self, layer: Any, index: int, decoded: np.ndarray, row: dict, mapping: str) -> None:
@@ -133,16 +158,31 @@ class CodecLayers:
         layer.metadata["mapping"] = mapping
         layer.metadata.setdefault("slices", {})[index] = row
 
-    def _add_next(self) -> None:
-        if not self._waiting:
-            return
-        codec = next(iter(self._waiting))
-        entries = self._waiting.pop(codec)
-        anchor = self.anchor(last=True)
-        layer = self._add(codec, entries)
-        _place_after(self.viewer, anchor, [layer])
-        if self._waiting:
+    def _step(self) -> str:
+        """One step of adding layers; returns which ("show", "insert", "controls" or "")."""
+        done = ""
+        if self._hidden:
+            layer, done = self._hidden.pop(0), "show"
+            if layer in self.viewer.layers:
+                layer.visible = True
+        elif self._made:
+            (layer, controls), done = self._made.pop(0), "insert"
+            anchor, layers = self.anchor(last=True), self.viewer.layers
+            at = layers.index(anchor) + 1 if anchor in layers else len(layers)
+            insert_quietly(self.viewer, at, layer, controls)
+            self._hidden.append(layer)
+        elif self._waiting:
+            codec, done = next(iter(self._waiting)), "controls"
+            layer = self._build(codec, self._waiting.pop(codec))
+            self.layers[codec] = layer
+            self._made.append((layer, make_controls(self.viewer, layer)))
+        if self.adding:
             self._timer.start()
+            return done
+        self.release()  # shown in the cells reserved for them: the same shape, no new layout
+        if self.on_done is not None:
+            self.on_done()
+        return done
 
     def anchor(self, last: bool = False) -> Any:
         """The SGI layer still shown (``last``: the last of the decoded and classic layers), else
@@ -153,7 +193,11 @@ class CodecLayers:
             return self.original
         return there[-1] if last else there[0]
 
-    def _add(self, codec: str, entries: list[tuple]) -> Any:
+    def _build(self, codec: str, entries: list[tuple]) -> Any:
+        """The layer of ``codec``, hidden; its display settings are the original's, given
+        explicitly so that napari computes nothing from the data."""
+        from napari.layers import Image
+
         original = self.original
         index, decoded, _, mapping = entries[-1]
         if self.lead_shape:
@@ -171,11 +215,12 @@ class CodecLayers:
                 kwargs[name] = getattr(original, name)
         if not self.rgb:
             kwargs.update(colormap=original.colormap, gamma=original.gamma)
-        layer = self.viewer.add_image(
+        return Image(
             data,
             rgb=self.rgb,
             name=layer_name(original, codec),
             contrast_limits=tuple(original.contrast_limits),
+            visible=False,
             metadata={
                 "codec": codec,
                 "same_size_as": "the .sgi slice's share of the file",
@@ -184,8 +229,6 @@ class CodecLayers:
             },
             **kwargs,
         )
-        self.layers[codec] = layer
-        return layer
 
     def take_over(self, previous: CodecLayers) -> None:
         """Reuse the layers of ``previous`` (a comparison of the same layer, now replaced by a
@@ -197,12 +240,19 @@ class CodecLayers:
         """
         previous._timer.stop()
         previous._waiting.clear()
+        for layer, _ in previous._made:  # built, never inserted: added again if still needed
+            drop_controls(self.viewer, layer)
+        previous._made.clear()
+        hidden, previous._hidden = previous._hidden, []
+        previous.release()
         same = previous.original is self.original and (previous.shape, previous.rgb) == (
             self.shape,
             self.rgb,
         )
-        if not same:
-            return  # another layer's comparison: its layers stay as they are
+        if not same:  # another layer's comparison: its layers stay as they are, all shown
+            for layer in hidden:
+                layer.visible = True
+            return
         for codec, layer in previous.layers.items():
             if layer not in self.viewer.layers:
                 continue
@@ -213,3 +263,6 @@ class CodecLayers:
             layer.metadata["slices"] = {}
             layer.metadata["mapping"] = ""
             self.layers[codec] = layer
+            if layer in hidden:  # inserted, not shown yet: shown by this one's steps
+                self._hidden.append(layer)
+        self._schedule()

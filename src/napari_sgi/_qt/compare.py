@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from napari.components.grid import GridCanvas
 
 DECODED_SUFFIX = " [SGI]"
 DIFFERENCE_SUFFIX = " [SGI − original]"
@@ -93,6 +95,32 @@ def _place_after(viewer: Any, original: Any, layers: list[Any]) -> None:
         return
     for offset, layer in enumerate(layers, start=1):
         viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(original) + offset)
+
+
+def reserve_grid(viewer: Any, coming: int) -> tuple[int, int] | None:
+    """Fix the grid's shape to the one napari will need once ``coming`` more layers are shown.
+
+    napari lays its grid out anew (a vispy view and camera per cell: 50-150 ms on the GUI
+    thread under a software renderer) each time the number of cells changes. Fixed beforehand,
+    the grid is laid out once, when the first of those layers is added or the grid switched on,
+    and the later ones fill cells that are there already. Only an automatic shape (-1, -1) is
+    fixed; :func:`release_grid` gives it back. Returns the shape fixed, or None.
+    """
+    grid = viewer_grid(viewer)
+    if coming <= 0 or tuple(grid.shape) != (-1, -1):
+        return None
+    # napari's own rule, on the layers as they will be (stand-ins for those to come).
+    future = [*viewer.layers, *[SimpleNamespace(visible=True)] * coming]
+    shape = tuple(GridCanvas(stride=grid.stride, enabled=True).actual_shape(future))
+    grid.shape = shape
+    return shape
+
+
+def release_grid(viewer: Any, reserved: tuple[int, int] | None) -> None:
+    """Give the grid its automatic shape back, unless someone changed it since it was fixed."""
+    grid = viewer_grid(viewer)
+    if reserved is not None and tuple(grid.shape) == tuple(reserved):
+        grid.shape = (-1, -1)
 
 
 def show_side_by_side(viewer: Any, enabled: bool | None = None) -> bool:

@@ -19,7 +19,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
 from napari_sgi._qt.codec_compare import CodecComparison
-from napari_sgi._qt.compare import add_decoded_layer, show_side_by_side
+from napari_sgi._qt.compare import add_decoded_layer, show_side_by_side, viewer_grid
 from napari_sgi._qt.job import CompressJob, estimate_work, warm_up
 from napari_sgi._qt.settings import SettingsMixin
 
@@ -261,6 +261,9 @@ class SGIWidget(SettingsMixin, Container):
                 "index": [str(i) for i in range(len(slices))],
             }
         if sgi is not None:
+            if self.side_by_side.value or viewer_grid(self.viewer).enabled:
+                # The grid laid out once for these layers and the comparison's to come.
+                self.comparison.reserve_grid(self._source, 1 + int(self.difference.value))
             try:
                 self.decoded_layers = add_decoded_layer(
                     self.viewer,
@@ -270,6 +273,7 @@ class SGIWidget(SettingsMixin, Container):
                     side_by_side=self.side_by_side.value,
                 )
             except Exception as exc:  # noqa: BLE001 - the file is fine; say why it is not shown
+                self.comparison.release_grid()
                 show_warning(f"Compressed, but the decoded layer could not be shown: {exc}")
             else:
                 self.comparison.attach(self._source, self.decoded_layers, sgi, result, self._axes)
