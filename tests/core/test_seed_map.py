@@ -7,6 +7,7 @@ import pytest
 
 from napari_sgi.core.seed_map import (
     LEVELS,
+    MIN_MAP_SEEDS,
     cell_counts,
     format_seed_map,
     map_positions,
@@ -105,7 +106,7 @@ def test_an_adaptive_file_decodes_to_what_the_encoder_measured(tmp_path):
     from napari_sgi.reader import SGIFile
 
     image = (_detail_left(64, 96)[0] * 4000).astype(np.uint16)
-    options = dict(preset="fast", iterations=60, seed_layout="adaptive", density=0.05)
+    options = dict(preset="fast", iterations=60, seed_layout="adaptive", density=0.1)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -124,3 +125,8 @@ def test_an_adaptive_file_decodes_to_what_the_encoder_measured(tmp_path):
     error = decoded.astype(float) - image
     psnr = 10 * np.log10(float(image.max() - image.min()) ** 2 / np.mean(error**2))
     assert psnr == pytest.approx(one.psnr, abs=1e-6)
+
+
+def test_too_few_seeds_keep_the_uniform_layout():
+    assert seed_map_for_image(_detail_left(), MIN_MAP_SEEDS - 1) == ""
+    assert seed_map_for_image(_detail_left(), MIN_MAP_SEEDS).startswith("c")
