@@ -52,9 +52,10 @@ POLL_SECONDS = 0.1  # the calling thread checks cancel and forwards progress thi
 REPORT_SECONDS = 0.1  # a worker sends its progress at most this often (and at a region's end)
 
 #: Pixels of a slice from which its regions are fitted in worker processes by default. A worker's
-#: start costs about 3 CPU seconds (importing torch, 1.2 s; the first fit step, 1.3 s), while a
-#: smaller slice fits in well under a minute at ``fast`` (a 512x512 image: 18 s for 800 steps,
-#: docs/benchmarks.md "fit"), so there the workers would take much of what they gain.
+#: start costs about 3 CPU seconds (importing torch, 1.2 s; torch._dynamo, which the first Adam
+#: optimiser imports, 1.5 s), while a smaller slice fits in well under a minute at ``fast`` (a
+#: 512x512 image: 18 s for 800 steps, docs/benchmarks.md "fit"): there the workers would take much
+#: of what they gain.
 PARALLEL_PIXELS = 1024 * 1024
 
 # A worker process's end of the progress queue and of the stop flag (set by _start_worker).
