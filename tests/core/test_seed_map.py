@@ -130,3 +130,46 @@ def test_an_adaptive_file_decodes_to_what_the_encoder_measured(tmp_path):
 def test_too_few_seeds_keep_the_uniform_layout():
     assert seed_map_for_image(_detail_left(), MIN_MAP_SEEDS - 1) == ""
     assert seed_map_for_image(_detail_left(), MIN_MAP_SEEDS).startswith("c")
+
+
+def test_random_maps_decode_or_are_refused_cleanly():
+    """Fuzz the map alone: any string either gives positions inside the box or SGIFormatError."""
+    rng = np.random.default_rng(7)
+    valid = format_seed_map(16, rng.integers(0, LEVELS, (4, 6)))
+    alphabet = "c0123456789:+/=AZaz" + valid
+    accepted = 0
+    for case in range(300):
+        if case % 3 == 0:  # a valid map with a few characters changed
+            chars = list(valid)
+            for i in rng.integers(0, len(chars), int(rng.integers(1, 4))):
+                chars[i] = alphabet[int(rng.integers(len(alphabet)))]
+            text = "".join(chars)
+        else:
+            length = int(rng.integers(0, 40))
+            text = "".join(alphabet[int(i)] for i in rng.integers(0, len(alphabet), length))
+        count = int(rng.integers(1, 400))
+        try:
+            check_model_config(
+                {
+                    "height": 64,
+                    "width": 96,
+                    "channels": 1,
+                    "feature_dim": 4,
+                    "gaussians_per_seed": 4,
+                    "seed_count": count,
+                    "rng_seed": 0,
+                    "levels": 3,
+                    "grid_levels": 0,
+                    "grid_features": 4,
+                    "grid_log2_table": 13,
+                    "seed_map": text,
+                }
+            )
+        except SGIFormatError:
+            continue
+        positions = map_positions(64, 96, count, 0, text)
+        assert positions.shape == (count, 2)
+        assert (positions >= 0).all() and (positions[:, 0] < 96).all()
+        assert (positions[:, 1] < 64).all()
+        accepted += 1
+    assert 0 < accepted < 300  # both outcomes were exercised
