@@ -50,6 +50,14 @@ LEVERS: dict[str, tuple[str, dict]] = {
         {**UNIFORM, "rate_phase": 0.8},
     ),
     "adaptive": ("seeds placed from a coded map of local detail", {"seed_layout": "adaptive"}),
+    "refine0.15": (
+        "15 % of the steps refine the rounded attributes (not 4 %)",
+        {**UNIFORM, "refine": 0.15},
+    ),
+    "lr16": (
+        "seed features and offsets at 16x the paper's rates (not 8x)",
+        {**UNIFORM, "attribute_lr_scale": 16.0},
+    ),
 }
 
 
