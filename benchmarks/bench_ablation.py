@@ -201,6 +201,8 @@ def _gap(rows: list[dict], reference: list[dict], rate_range=None) -> str:
 def report(args) -> str:
     rows = [r for r in load_rows().values() if r["iterations"] == args.iterations]
     lines = [
+        f"## Rate-distortion levers one at a time, {args.iterations} steps (issue: beat JPEG 2000)",
+        "",
         f"Command: `python benchmarks/bench_ablation.py run --iterations {args.iterations} ...` "
         f"then `report --iterations {args.iterations}`; revision(s) "
         f"{', '.join(sorted({r['revision'] for r in rows}))}; {machine_description()}.",

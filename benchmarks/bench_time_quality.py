@@ -142,6 +142,8 @@ def at_equal_size(row: dict, curve: tuple[list[float], list[float]]) -> float | 
 def report(args) -> str:
     rows = sorted(load_rows().values(), key=lambda r: (r["image"], r["label"], r["iterations"]))
     lines = [
+        "## Time to quality at 512x512 (issue: seconds, not minutes)",
+        "",
         f"`python benchmarks/bench_time_quality.py measure ...` then `report`; revision(s) "
         f"{', '.join(sorted({r['revision'] for r in rows}))}; {machine_description()}.",
         "",
