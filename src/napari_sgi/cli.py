@@ -167,6 +167,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
             bpp=args.bpp,
             ratio=args.ratio,
             psnr=args.psnr,
+            region_workers=args.region_workers,
             **_fit_overrides(args),
         )
     for warning in caught:
@@ -354,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_POSITIVE_INT,
         help="fit slices on a local dask cluster of this many worker processes",
+    )
+    compress.add_argument(
+        "--region-workers",
+        type=_POSITIVE_INT,
+        help="processes that fit the regions of one large slice at once (default: one per core "
+        "for slices of a megapixel or more; 1: one after the other)",
     )
     _add_fit_options(compress)
     targets = compress.add_mutually_exclusive_group()

@@ -152,3 +152,29 @@ def test_a_script_without_a_main_guard_compresses_with_workers(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("top level ran") == 1
     assert "regions 4" in out.stdout
+
+
+def test_compress_takes_the_region_workers(tmp_path, image):
+    """compress(region_workers=) reaches the slices: the same file either way; bad ones refused."""
+    from napari_sgi.encode.pipeline import compress
+
+    options = dict(preset="fast", iterations=10, region_size=32, region_margin=32)
+    one = compress(image, tmp_path / "one.sgi", region_workers=1, **options)
+    two = compress(image, tmp_path / "two.sgi", region_workers=2, **options)
+    assert one.path.read_bytes() == two.path.read_bytes()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="region_workers"):
+            compress(image, tmp_path / "bad.sgi", region_workers=bad, **options)
+    assert not (tmp_path / "bad.sgi").exists()
+
+
+def test_the_cli_passes_region_workers(tmp_path, image):
+    from napari_sgi.cli import main
+
+    np.save(tmp_path / "image.npy", image)
+    out = tmp_path / "cli.sgi"
+    args = ["compress", str(tmp_path / "image.npy"), "-o", str(out), "--preset", "fast"]
+    assert main([*args, "--iterations", "10", "--region-workers", "1", "--json"]) == 0
+    assert out.exists()
+    with pytest.raises(SystemExit):
+        main([*args, "--region-workers", "0"])

@@ -124,6 +124,7 @@ def compress(
     resume: bool = True,
     region_size: int = REGION_SIZE,
     region_margin: int = REGION_MARGIN,
+    region_workers: int | None = None,
     warm_start: bool = False,
     warm_fraction: float = WARM_FRACTION,
     **overrides: Any,
@@ -175,6 +176,11 @@ def compress(
     region_size, region_margin
         Slices larger than ``region_size`` pixels are fitted region by region, each over a box
         ``region_margin`` pixels larger on every side (:mod:`napari_sgi.core.regions`).
+    region_workers
+        Worker processes that fit the regions of one large slice at the same time (the file is
+        the same whatever their number): None, one per core for slices of a megapixel or more
+        on the CPU (:func:`napari_sgi.encode.parallel.region_worker_count`); 1, one region after
+        the other in this process. Slices fitted on a dask cluster use one each.
     warm_start, warm_fraction
         Start each slice from the decoded model of the previous one and fit it at full
         resolution only, for ``warm_fraction`` of the steps (neighbouring slices are alike).
@@ -208,6 +214,12 @@ def compress(
     config = configure(preset, height, width, channels, **overrides, **target)
     value_range = stack_value_range(source)
     regions = plan_regions(*source.slice_shape[:2], region_size, region_margin)  # checks them
+    if region_workers is not None and (
+        isinstance(region_workers, bool)
+        or not isinstance(region_workers, int)
+        or region_workers < 1
+    ):
+        raise ValueError(f"region_workers must be a whole number >= 1, got {region_workers!r}")
     _check_reachable(config, regions, channels)
     _check_readable(config, regions, channels)
     if warm_start and client is not None:
@@ -241,6 +253,7 @@ def compress(
         backend,
         region_size,
         region_margin,
+        region_workers,
         work,
         store,
         report,

@@ -46,6 +46,7 @@ class Job:
     backend: str
     region_size: int
     region_margin: int
+    region_workers: int | None
     work: WorkPlan
     store: ResumeStore
     report: Callable[[int, int, float], None] | None
@@ -77,6 +78,7 @@ def run_local(job: Job, todo: list[int]) -> None:
             cancel=job.is_cancelled,
             region_size=job.region_size,
             region_margin=job.region_margin,
+            region_workers=job.region_workers,
             start_models=start_models,
         )
         job.store.save(index, result)
