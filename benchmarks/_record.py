@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -52,3 +53,17 @@ def record_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None
         else f"{text.rstrip()}\n\n{block}\n"
     )
     path.write_text(text)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a JSON-lines results file (none when it does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one row to a JSON-lines results file, as soon as it is measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as out:
+        out.write(json.dumps(row) + "\n")

@@ -29,7 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bd import bd_psnr  # noqa: E402
 from _images import IMAGES, load  # noqa: E402
-from _record import git_revision, machine_description, record_section  # noqa: E402
+from _record import (  # noqa: E402
+    append_row,
+    git_revision,
+    machine_description,
+    read_rows,
+    record_section,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.jsonl"
 RD_CACHE = Path(__file__).resolve().parent / "results" / "rd.jsonl"
@@ -137,10 +143,7 @@ def _key(row: dict) -> tuple:
 
 
 def load_rows(path: Path = RESULTS) -> dict[tuple, dict]:
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {_key(r): r for r in rows}
+    return {_key(r): r for r in read_rows(path)}
 
 
 def run(args) -> None:
@@ -161,9 +164,7 @@ def run(args) -> None:
         ]
         for future in futures:
             row = future.result()
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            with open(RESULTS, "a") as out:
-                out.write(json.dumps(row) + "\n")
+            append_row(RESULTS, row)
             print(
                 f"{row['image']:7s} {row['lever']:10s} d={row['density']:<6} "
                 f"{row['bpp']:.3f} bpp {row['psnr']:.2f} dB {row['fit_seconds']:.0f} s",

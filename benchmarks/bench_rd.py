@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import IMAGES, load  # noqa: E402
-from _record import git_revision, machine_description, record_section  # noqa: E402
+from _record import append_row, git_revision, machine_description, record_section  # noqa: E402
 
 from napari_sgi.file.header import MODEL_SECTIONS as SECTIONS  # noqa: E402
 
@@ -282,8 +282,7 @@ def _load_cache(path: Path | None) -> dict:
 
 def _append(path: Path | None, row: dict) -> None:
     if path is not None:
-        with open(path, "a") as out:
-            out.write(json.dumps(row) + "\n")
+        append_row(path, row)
 
 
 # -- output ------------------------------------------------------------------------------------

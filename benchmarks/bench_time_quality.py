@@ -26,7 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import IMAGES  # noqa: E402
-from _record import git_revision, machine_description, record_section  # noqa: E402
+from _record import (  # noqa: E402
+    append_row,
+    git_revision,
+    machine_description,
+    read_rows,
+    record_section,
+)
 from bench_rd import parse_settings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "time_quality.jsonl"
@@ -76,9 +82,7 @@ def _key(row: dict) -> tuple:
 
 
 def load_rows() -> dict[tuple, dict]:
-    if not RESULTS.exists():
-        return {}
-    return {_key(r): r for r in map(json.loads, RESULTS.read_text().splitlines()) if r}
+    return {_key(r): r for r in read_rows(RESULTS)}
 
 
 def measure(args) -> None:
@@ -109,8 +113,7 @@ def measure(args) -> None:
                 cwd=Path(__file__).resolve().parent.parent,
             )
             row.update(json.loads(out.stdout.strip().splitlines()[-1]), revision=git_revision())
-            with open(RESULTS, "a") as file:
-                file.write(json.dumps(row) + "\n")
+            append_row(RESULTS, row)
             print(
                 f"{name:7s} {args.label:8s} {iterations:6d} steps {row['seconds']:6.1f} s "
                 f"{row['bpp']:.3f} bpp {row['psnr']:.2f} dB",
@@ -120,7 +123,7 @@ def measure(args) -> None:
 
 def reference_curve(name: str) -> tuple[list[float], list[float]]:
     """bpp and PSNR of today's 12500-step curve of ``name`` (bench_ablation's rows)."""
-    rows = [json.loads(line) for line in ABLATION.read_text().splitlines() if line.strip()]
+    rows = read_rows(ABLATION)
     points = sorted(
         (r["bpp"], r["psnr"])
         for r in rows

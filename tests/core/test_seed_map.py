@@ -31,7 +31,7 @@ def test_map_round_trips_any_cell_count(shape):
     levels = np.random.default_rng(0).integers(0, LEVELS, shape)
     cell = 16
     text = format_seed_map(cell, levels)
-    parsed_cell, parsed = parse_seed_map(text, shape[0] * cell - 3, shape[1] * cell)
+    parsed_cell, parsed = parse_seed_map(text, shape[0] * cell - 3, shape[1] * cell, 100)
     assert parsed_cell == cell and np.array_equal(parsed, levels)
 
 
@@ -76,6 +76,7 @@ def test_positions_of_one_cell_follow_its_count():
         ("c32:AA", "base64"),
         ("c32:AAAA", "cells need"),  # 3 bytes; a 64x64 box at 32 px has 4 cells: 2 bytes
         ("c8:" + "A" * 12, "cells need"),
+        ("c8:" + "A" * 43 + "=", "too many"),  # 64 cells of 8 px for 40 seeds
         (17, "seed_map"),
     ],
 )

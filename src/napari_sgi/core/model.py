@@ -55,7 +55,7 @@ class ModelConfig:
         if self.seed_map:
             from napari_sgi.core.seed_map import parse_seed_map
 
-            parse_seed_map(self.seed_map, self.height, self.width)
+            parse_seed_map(self.seed_map, self.height, self.width, self.seed_count)
 
     @property
     def seed_grid(self) -> SeedGrid:

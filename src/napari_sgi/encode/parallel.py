@@ -124,8 +124,8 @@ def region_worker_count(requested: int | None, regions: list[Region], device: st
     True
     """
     if requested is not None:
-        if requested < 1:
-            raise ValueError(f"region_workers must be at least 1, got {requested}")
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"region_workers must be a whole number >= 1, got {requested!r}")
         return min(requested, len(regions))
     pixels = sum((r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in regions)
     if (

@@ -33,6 +33,7 @@ from napari_sgi.core.presets import configure, get_preset
 from napari_sgi.core.regions import REGION_MARGIN, REGION_SIZE, plan_regions
 from napari_sgi.core.targets import target_options
 from napari_sgi.encode.assemble import assemble
+from napari_sgi.encode.parallel import region_worker_count
 from napari_sgi.encode.plan import WARM_FRACTION, plan_work, warm_config
 from napari_sgi.encode.resume import ResumeStore, job_fingerprint
 from napari_sgi.encode.scheduling import Job, run_distributed, run_local
@@ -214,12 +215,7 @@ def compress(
     config = configure(preset, height, width, channels, **overrides, **target)
     value_range = stack_value_range(source)
     regions = plan_regions(*source.slice_shape[:2], region_size, region_margin)  # checks them
-    if region_workers is not None and (
-        isinstance(region_workers, bool)
-        or not isinstance(region_workers, int)
-        or region_workers < 1
-    ):
-        raise ValueError(f"region_workers must be a whole number >= 1, got {region_workers!r}")
+    region_worker_count(region_workers, regions, device)  # refuses a bad count now
     _check_reachable(config, regions, channels)
     _check_readable(config, regions, channels)
     if warm_start and client is not None:

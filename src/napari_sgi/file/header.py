@@ -95,17 +95,17 @@ def check_model_config(data: Any) -> None:
             raise SGIFormatError(f"model field {name!r} out of range: {shown(value)}")
     check_model_budget(data)
     if "seed_map" in data:
-        _check_seed_map(data["seed_map"], data["height"], data["width"])
+        _check_seed_map(data["seed_map"], data["height"], data["width"], data["seed_count"])
 
 
-def _check_seed_map(text: Any, height: int, width: int) -> None:
+def _check_seed_map(text: Any, height: int, width: int, count: int) -> None:
     """A seed map that parses for its box (torch-free; the map's own module is numpy only)."""
     from napari_sgi.core.seed_map import parse_seed_map
 
     if not isinstance(text, str) or not text or len(text) > MAX_SEED_MAP:
         raise SGIFormatError(f"model field 'seed_map' invalid: {shown(text)}")
     try:
-        parse_seed_map(text, height, width)
+        parse_seed_map(text, height, width, count)
     except ValueError as error:
         raise SGIFormatError(f"model field 'seed_map' invalid: {error}") from None
 
