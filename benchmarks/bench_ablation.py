@@ -64,6 +64,14 @@ LEVERS: dict[str, tuple[str, dict]] = {
         "seed features and offsets at 16x the paper's rates (not 8x)",
         {**UNIFORM, "attribute_lr_scale": 16.0},
     ),
+    "decay0.1": (
+        "features, scalings, covariance MLP: rates decay to 1/10 (not constant)",
+        {"seed_layout": "adaptive", "lr_decay": 0.1},
+    ),
+    "decay0.03": (
+        "features, scalings, covariance MLP: rates decay to 1/30 (not constant)",
+        {"seed_layout": "adaptive", "lr_decay": 0.03},
+    ),
 }
 
 

@@ -247,7 +247,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     model = model.to(image.device)
     pyramid = build_pyramid(image, config.levels)
     main_steps = config.iterations - config.refine_steps
-    schedule = Schedule(main_steps, config.levels, config.rate_phase)
+    schedule = Schedule(main_steps, config.levels, config.rate_phase, config.lr_decay)
     optimizer, groups = _optimizer(model)
     generator = torch.Generator().manual_seed(config.rng_seed + 1)
     history: list[FitProgress] = []

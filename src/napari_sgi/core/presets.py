@@ -64,6 +64,9 @@ class FitConfig:
     rate_phase
         Fraction of the main fit (before refinement) at its end that trains with the rate term,
         the entropy model and its adaptive quantisation noise (:mod:`.schedule`).
+    lr_decay
+        Final fraction of the learning rates that the reference holds constant (seed features,
+        scalings, covariance MLP); they decay exponentially over the run. 1: constant.
     seed_layout
         ``"uniform"``: seeds on one jittered grid; ``"adaptive"``: more seeds where the image has
         fine detail, from a small map stored with the model (:mod:`.seed_map`).
@@ -87,6 +90,7 @@ class FitConfig:
     distortion: str = "l1"
     refine: float = 0.0
     rate_phase: float = 0.2
+    lr_decay: float = 1.0
     seed_layout: str = "uniform"
     target_bpp: float | None = None
     target_psnr: float | None = None
@@ -106,6 +110,7 @@ class FitConfig:
             "distortion": self.distortion in ("l1", "mse"),
             "refine": 0 <= self.refine < 1 and self.refine_steps < self.iterations,
             "rate_phase": 0 < self.rate_phase <= 1,
+            "lr_decay": 0 < self.lr_decay <= 1,
             "seed_layout": self.seed_layout in ("uniform", "adaptive"),
             "target_bpp": _positive_or_none(self.target_bpp),
             "target_psnr": _positive_or_none(self.target_psnr, 100.0),

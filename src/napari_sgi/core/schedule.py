@@ -60,6 +60,7 @@ class Schedule:
     iterations: int
     levels: int
     rate_phase: float = RATE_PHASE  # fraction of the run with the rate term (the last steps)
+    constant_decay: float = 1.0  # final / initial rate of the groups the reference holds constant
 
     @property
     def stages(self) -> list[Stage]:
@@ -104,6 +105,8 @@ class Schedule:
         0.005
         """
         initial, final = LEARNING_RATES[group]
+        if initial == final:
+            final = initial * self.constant_decay
         start = self.rate_start if group in RATE_PHASE_GROUPS else 0
         t = min(max((step - start) / max(self.iterations - 1 - start, 1), 0.0), 1.0)
         return scale * math.exp((1 - t) * math.log(initial) + t * math.log(final))
