@@ -6,7 +6,7 @@ import torch
 import napari_sgi.core.fit as fit_module
 from napari_sgi.core.fit import fit
 from napari_sgi.core.presets import FitConfig
-from napari_sgi.core.rate_control import LambdaControl, stored_bits
+from napari_sgi.core.rate_control import LambdaControl, QualityControl, stored_bits
 
 
 def test_control_raises_lambda_over_budget_and_lowers_it_under():
@@ -26,6 +26,15 @@ def test_control_keeps_lambda_within_its_range():
     for _ in range(100):
         control.update(1e6)
     assert control.lmbda == pytest.approx(1.0)
+
+
+def test_quality_control_trades_an_excess_but_never_lowers_lambda_below_its_start():
+    control = QualityControl(lmbda=1e-4, psnr=30.0)
+    assert control.update(30.5) == pytest.approx(2e-4)  # 0.5 dB above: λ x 2
+    assert control.update(29.5) == pytest.approx(1e-4)  # as much below: back
+    for psnr in (29.0, 20.0, math.nan):
+        assert control.update(psnr) >= 1e-4
+    assert [p for p, _ in control.history][:2] == [30.5, 29.5]
 
 
 @pytest.mark.parametrize("budget", [0, -1, math.nan, math.inf])

@@ -90,7 +90,7 @@ def test_the_plan_counts_the_pilot_fits():
     quality = plan_from_params((96, 96), 1, {**SHORT, "psnr": 30.0})
     assert free.total_steps == 600
     assert sized.total_steps == 600 + 150  # one pilot
-    assert quality.total_steps == 600 + 75 + 3 * 150  # two lengths, then two more densities
+    assert quality.total_steps == 600 + 2 * (75 + 150)  # two lengths at two densities
 
 
 def test_info_shows_the_target_and_what_was_reached(tmp_path, cells, capsys):

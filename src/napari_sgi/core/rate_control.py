@@ -81,16 +81,20 @@ class LambdaControl:
 class QualityControl:
     """Multiplicative control of λ towards a PSNR: more λ (fewer bits) while above it.
 
-    A quality target's density is chosen from short pilots, which tend to overshoot; what the
-    density gives beyond the target is traded for rate here. λ doubles per ``1 / gain`` dB above
-    ``psnr`` and halves per as much below (at most x2 a step, within the same range as
-    :class:`LambdaControl`).
+    A quality target's density is chosen from short pilots with some headroom; what the density
+    gives beyond the target is traded for rate here. λ doubles per ``1 / gain`` dB above
+    ``psnr`` and halves per as much below (at most x2 a step), but never below where it started:
+    the preset's λ is the efficient one, and lowering it buys little quality for many bits
+    (measured on IHC at a 27 dB target: +16 % bytes for +0.05 dB). Too few Gaussians are the
+    density's to fix, not λ's.
 
     Examples
     --------
     >>> control = QualityControl(lmbda=2e-5, psnr=30.0)
     >>> round(control.update(30.25) / 2e-5, 3), round(control.update(29.75) / 2e-5, 3)
     (1.414, 1.0)
+    >>> round(control.update(29.0) / 2e-5, 3)  # below the target: λ stays at its start
+    1.0
     """
 
     lmbda: float
@@ -104,7 +108,7 @@ class QualityControl:
     def update(self, psnr: float) -> float:
         """Take the current PSNR; return the new λ."""
         factor = 2.0 ** (self.gain * (psnr - self.psnr)) if math.isfinite(psnr) else MAX_STEP_FACTOR
-        self.lmbda = _stepped(self.lmbda, self._start, factor)
+        self.lmbda = max(_stepped(self.lmbda, self._start, factor), self._start)
         self.history.append((psnr, self.lmbda))
         return self.lmbda
 

@@ -4,9 +4,9 @@ A size target (bits per pixel, or a compression ratio, which is the same thing) 
 moves: a short *pilot* fit at a guessed density measures how many bits a Gaussian of this image
 takes, which sets the density; then the full fit steers λ so that the stored attributes land on
 their share of the budget (:mod:`.rate_control`). A quality target (PSNR) sets the density from
-pilots too: PSNR grows about linearly with the logarithm of both the density and the number of
-steps (measured on the sample images: 1.0-1.1 dB per doubling of the steps on the IHC image,
-0.16-0.17 dB on nuclei), so pilots at two densities and two lengths predict the full fit's PSNR.
+pilots too: PSNR grows about linearly with the logarithm of the density, and the full fit's
+PSNR lies a multiple of the pilots' gain from doubling their steps above the longer pilot, so
+pilots at two densities and two lengths predict the full fit's PSNR.
 
 Examples
 --------
@@ -27,7 +27,15 @@ MIN_PILOT_STEPS = 150
 # far above the budget, so that rate control only has to bring it down (it cannot raise it).
 PILOT_GROWTH = 1.25
 HEADROOM = 1.12
-STEP_GAIN_DAMPING = 0.75
+# A quality target's pilots: the longer one takes this fraction of the full fit's steps, the other
+# half that. The full fit (12500 steps) gained 1.4-2.8x the gain between 750 and 1500 steps above
+# the 1500-step pilot on the sample images at densities 0.005-0.02 (1.8-1.9x on most; 1.1-1.7x
+# between 1000 and 2000 steps): predicting 1.5x errs on the safe side (density too high) for all
+# but one, and λ control trades the excess for rate.
+PSNR_PILOT_FRACTION = 0.12
+STEP_GAIN_TO_FULL = 1.5
+# The first guess of the gain per doubling of the density, to place the second pair of pilots.
+ASSUMED_DENSITY_GAIN = 1.0
 # Gaussians per pixel: 0.2 is ~3-5 bpp with the compact model, past any useful size target.
 DENSITY_RANGE = (1e-4, 0.2)
 # dB per doubling of the density that a quality target assumes at least: flatter pilots would
@@ -94,14 +102,23 @@ def psnr_pilot_steps(iterations: int) -> int:
     Examples
     --------
     >>> psnr_pilot_steps(12500)
-    3500
+    4500
     """
-    short, long = _psnr_pilot_lengths(iterations)
-    return short + 3 * long
+    short, long = psnr_pilot_lengths(iterations)
+    return 2 * (short + long)
 
 
-def _psnr_pilot_lengths(iterations: int) -> tuple[int, int]:
-    return pilot_steps(iterations) // 2, pilot_steps(iterations)
+def psnr_pilot_lengths(iterations: int) -> tuple[int, int]:
+    """The two lengths of a quality target's pilots: ``PSNR_PILOT_FRACTION`` of the full fit's
+    steps, and half that.
+
+    Examples
+    --------
+    >>> psnr_pilot_lengths(12500)
+    (750, 1500)
+    """
+    long = max(MIN_PILOT_STEPS, round(PSNR_PILOT_FRACTION * iterations))
+    return long // 2, long
 
 
 def clamp_density(density: float) -> float:
@@ -138,34 +155,35 @@ def density_for_psnr(
 ) -> tuple[float, float]:
     """The density whose full fit is predicted to reach ``target`` dB, and that prediction.
 
-    ``pilot(density, steps)`` runs a pilot fit and returns its PSNR. Four pilots: two lengths at
-    ``start`` give the gain per doubling of the steps, extrapolated to ``iterations`` damped by
-    ``STEP_GAIN_DAMPING`` (the gain per doubling shrinks as the fit goes on: 0.27 dB from 120 to
-    240 steps on the nuclei crop, 0.19 from 1000 to 3000); a second density gives the gain per
-    doubling of the density, and a pilot at the density this predicts corrects it (secant).
+    ``pilot(density, steps)`` runs a pilot fit and returns its PSNR. At each of two densities,
+    two pilots (:func:`psnr_pilot_lengths`) give the PSNR and its gain from doubling the steps;
+    the full fit is predicted ``STEP_GAIN_TO_FULL`` such gains further on. The second density is
+    placed from the first prediction (``ASSUMED_DENSITY_GAIN`` dB per doubling); the density then
+    comes from the line through both predictions in log density.
 
     Examples
     --------
     >>> model = lambda d, n: 30 + 2 * math.log2(d / 0.01) + 0.5 * math.log2(n / 1000)
-    >>> density, predicted = density_for_psnr(33.0, 4000, model)
+    >>> density, predicted = density_for_psnr(33.0, 12500, model)
     >>> round(density, 4), round(predicted, 2)
-    (0.0234, 33.0)
+    (0.0197, 33.0)
     """
-    short, long = _psnr_pilot_lengths(iterations)
-    at_short, at_long = pilot(start, short), pilot(start, long)
-    per_step_doubling = max(at_long - at_short, 0.0) / math.log2(long / short)
-    to_full = STEP_GAIN_DAMPING * per_step_doubling * math.log2(iterations / long)
-    points = [(math.log2(start), at_long)]
-    other = clamp_density(start * 2)
-    points.append((math.log2(other), pilot(other, long)))
-    for _ in range(2):  # predict, then correct once with a pilot at the prediction
-        (x0, y0), (x1, y1) = sorted(points, key=lambda p: abs(p[1] + to_full - target))[:2]
-        slope = max((y1 - y0) / (x1 - x0), MIN_DENSITY_GAIN) if x1 != x0 else MIN_DENSITY_GAIN
-        x = x0 + (target - to_full - y0) / slope
-        density = clamp_density(2**x)
-        if len(points) == 3:
-            break
-        points.append((math.log2(density), pilot(density, long)))
-    x0, y0 = min(points, key=lambda p: abs(math.log2(density) - p[0]))
-    predicted = y0 + to_full + slope * (math.log2(density) - x0)
-    return density, predicted
+    short, long = psnr_pilot_lengths(iterations)
+
+    def full_fit(density: float) -> float:
+        at_short, at_long = pilot(density, short), pilot(density, long)
+        return at_long + STEP_GAIN_TO_FULL * max(at_long - at_short, 0.0)
+
+    first = full_fit(start)
+    doublings = min(max((target - first) / ASSUMED_DENSITY_GAIN, -2.0), 2.0)
+    if abs(doublings) < 0.5:  # far enough apart for a slope
+        doublings = 0.5 if target >= first else -0.5
+    other = clamp_density(start * 2**doublings)
+    if other == start:  # at the end of the range: measure on the side that is left
+        other = clamp_density(start * 2 ** (-doublings))
+    second = full_fit(other)
+    x0, x1 = math.log2(start), math.log2(other)
+    slope = max((second - first) / (x1 - x0), MIN_DENSITY_GAIN)
+    x, y = min(((x0, first), (x1, second)), key=lambda point: abs(point[1] - target))
+    density = clamp_density(2 ** (x + (target - y) / slope))
+    return density, y + slope * (math.log2(density) - x)

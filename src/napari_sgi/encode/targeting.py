@@ -43,8 +43,8 @@ REGION_OVERHEAD_BYTES = 160
 CODER_OVERHEAD = 1.028
 PSNR_MARGIN = 0.1  # dB above the target that λ is steered to (refinement then adds a little)
 # dB above the target that the density is chosen for: λ can trade an excess for rate, but cannot
-# make up for too few Gaussians.
-PSNR_HEADROOM = 0.15
+# make up for too few Gaussians (it never goes below the preset's: rate_control.QualityControl).
+PSNR_HEADROOM = 0.1
 
 
 class TargetWarning(UserWarning):
