@@ -12,14 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
 
 from napari_sgi._qt.compare import release_grid
-from napari_sgi._qt.layer_steps import drop_controls, insert_quietly, make_controls
+from napari_sgi._qt.layer_steps import (
+    STEP_INTERVAL_MS,
+    drop_controls,
+    insert_quietly,
+    make_controls,
+    step_timer,
+)
 from napari_sgi.compare.slices import SliceComparison
-
-#: between two steps of adding layers: the canvas draws, and the user's input is handled
-STEP_INTERVAL_MS = 30
 
 
 def layer_name(original: Any, codec: str) -> str:
@@ -106,10 +108,7 @@ class CodecLayers:
         self._made: list[tuple[Any, bool]] = []  # (layer, its controls made): to insert next
         self._hidden: list[Any] = []  # inserted, to be shown at the next step
         self.on_done: Callable[[], None] | None = None  #: called when all are added and shown
-        self._timer = QTimer(parent)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(STEP_INTERVAL_MS)
-        self._timer.timeout.connect(lambda: self._step())  # looked up when it fires
+        self._timer = step_timer(parent, lambda: self._step(), STEP_INTERVAL_MS)
 
     @property
     def adding(self) -> bool:

@@ -8,6 +8,7 @@ callback's events from a queue, one yield per fitting step. The GUI thread never
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import queue
@@ -210,3 +211,38 @@ def warm_up() -> None:
             getattr(imagecodecs, name, None)  # imagecodecs loads each codec's module on first use
     except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run some time
         pass
+
+
+#: the owners (widgets) that froze the heap: it is thawed when the last of them closes
+_FROZEN_BY: set[int] = set()
+
+
+def freeze_heap(owner: object) -> None:
+    """Take every object alive now (after :func:`warm_up`: mostly torch, napari, Qt, the
+    pipeline, half a million of them) out of the collector's full collections (``gc.freeze``).
+
+    A full collection walks every tracked object while holding the GIL: 0.2-0.4 s on a small
+    CPU once torch is imported, on whatever thread allocates, so a stall of the GUI thread
+    whenever it comes (measured in ``benchmarks/bench_gui_stall.py``). Frozen, those objects are
+    skipped; a full collection then takes a few ms. They are not collected either: whatever of
+    them is dropped later (a layer the user removes) stays in memory until :func:`thaw_heap` or
+    :func:`refreeze_heap`. GUI thread only, with :func:`thaw_heap` when ``owner`` closes.
+    """
+    gc.freeze()
+    _FROZEN_BY.add(id(owner))
+
+
+def thaw_heap(owner: object) -> None:
+    """``owner`` closes: once no owner is left, frozen objects are collected again."""
+    _FROZEN_BY.discard(id(owner))
+    if not _FROZEN_BY:
+        gc.unfreeze()
+
+
+def refreeze_heap() -> None:
+    """Collect what was dropped among the frozen objects (one full collection, 0.2-0.4 s), then
+    freeze the heap again."""
+    if _FROZEN_BY:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,22 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
 from napari_sgi._qt.codec_compare import CodecComparison
-from napari_sgi._qt.compare import add_decoded_layer, show_side_by_side, viewer_grid
-from napari_sgi._qt.job import CompressJob, estimate_work, warm_up
+from napari_sgi._qt.compare import DecodedLayers, show_side_by_side, viewer_grid
+from napari_sgi._qt.job import (
+    CompressJob,
+    estimate_work,
+    freeze_heap,
+    refreeze_heap,
+    thaw_heap,
+    warm_up,
+)
 from napari_sgi._qt.settings import SettingsMixin
 
 if TYPE_CHECKING:
     import napari
+
+#: after a layer frozen with the heap is removed: collect it (napari has let go of it by then)
+REFREEZE_DELAY_MS = 500
 
 
 class SGIWidget(SettingsMixin, Container):
@@ -42,6 +53,8 @@ class SGIWidget(SettingsMixin, Container):
         self.job: CompressJob | None = None
         self.result: Any = None  #: the last CompressResult
         self.decoded_layers: list[Any] = []
+        #: the decoded layers on their way into the viewer (see :class:`DecodedLayers`)
+        self.adding: DecodedLayers | None = None
         self._source: Any = None  # the layer being compressed
         self._axes = ""  # the axes it was compressed with
         self._auto_output: str | None = None
@@ -88,11 +101,23 @@ class SGIWidget(SettingsMixin, Container):
         self._wait_timer = QTimer(self.native)
         self._wait_timer.setInterval(50)
         self._wait_timer.timeout.connect(self._on_finished)
+        # Once the warm-up's imports are in: the heap frozen (see freeze_heap), so that the
+        # collector's full collections no longer stall the GUI thread for 0.2-0.4 s.
+        self._frozen_layers: weakref.WeakSet | None = None  # the layers frozen with it
+        self._freeze_timer = QTimer(self.native)
+        self._freeze_timer.setInterval(100)
+        self._freeze_timer.timeout.connect(self._freeze_when_warm)
+        self._freeze_timer.start()
+        self._refreeze_timer = QTimer(self.native)
+        self._refreeze_timer.setSingleShot(True)
+        self._refreeze_timer.setInterval(REFREEZE_DELAY_MS)
+        self._refreeze_timer.timeout.connect(self._refreeze)
         self.native.destroyed.connect(self._on_destroyed)
         self.native_parent_changed.connect(self._on_parent_changed)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.connect(self._refresh_layers)
+        events.removed.connect(self._on_layer_removed)
         self.apply_preset("default")
         self._show_lmbda()
         self._refresh_layers()
@@ -108,6 +133,7 @@ class SGIWidget(SettingsMixin, Container):
             self.worker is not None
             or (self.job is not None and self.job.running)
             or self._wait_timer.isActive()
+            or (self.adding is not None and self.adding.adding)
         )
 
     def start(self) -> Any:
@@ -178,7 +204,16 @@ class SGIWidget(SettingsMixin, Container):
             return (0,) * n_stack
 
     def cancel(self) -> None:
-        """Ask the running compression to stop; it stops at its next step and writes no file."""
+        """Ask the running compression to stop; it stops at its next step and writes no file.
+
+        Once the file is written, while its layers are still being added, it stops adding them
+        (the file stays).
+        """
+        if self.adding is not None and self.adding.adding:
+            self._stop_adding()
+            self.result_label.value += "\nNot shown: adding its layer was cancelled."
+            self._set_running(self.busy)
+            return
         if self.worker is not None:
             self.worker.quit()
         if self.job is not None:
@@ -193,19 +228,50 @@ class SGIWidget(SettingsMixin, Container):
             self.cancel()
         if parent is None:
             self.comparison.cancel()
+            self._thaw()  # nothing left to keep smooth; a closed panel may never be deleted
+        elif not self._closed and not self._freeze_timer.isActive():
+            self._freeze_timer.start()  # docked again: frozen again once warm
+
+    def _freeze_when_warm(self) -> None:
+        if self._closed or self.warm_up.is_alive():
+            return
+        self._freeze_timer.stop()
+        if self._frozen_layers is None and self.native.parent() is not None:
+            freeze_heap(self)
+            self._frozen_layers = weakref.WeakSet(self.viewer.layers)
+
+    def _thaw(self) -> None:
+        if self._frozen_layers is not None:
+            self._frozen_layers = None
+            thaw_heap(self)  # the objects frozen with the heap can be collected again
+
+    def _on_layer_removed(self, event: Any) -> None:
+        # A layer that was there when the heap was frozen would never be freed: collect it (once
+        # napari has let go of it) and freeze again.
+        frozen = self._frozen_layers
+        if not self._closed and frozen is not None and getattr(event, "value", None) in frozen:
+            self._refreeze_timer.start()
+
+    def _refreeze(self) -> None:
+        if self._closed or self._frozen_layers is None:
+            return
+        refreeze_heap()
+        self._frozen_layers = weakref.WeakSet(self.viewer.layers)
 
     def _on_destroyed(self, *_: Any) -> None:
         # Deleted with the viewer while compressing: stop the work; its signals find no widget.
         self._closed = True
+        self._thaw()  # the viewer's objects, frozen with the heap, can be collected
         if self.worker is not None:
             self.worker.quit()
         if self.job is not None:
             self.job.stop.set()
 
-    def _set_running(self, running: bool, total: int = 1) -> None:
+    def _set_running(self, running: bool, total: int | None = None) -> None:
+        """Buttons for a compression running (or not); ``total`` steps: a new progress bar."""
         self.run_button.enabled = not running
         self.cancel_button.enabled = running
-        if running:
+        if running and total is not None:
             self.progress_bar.max = max(1, total)
             self.progress_bar.value = 0
             self.progress_bar.visible = True
@@ -261,27 +327,61 @@ class SGIWidget(SettingsMixin, Container):
                 "index": [str(i) for i in range(len(slices))],
             }
         if sgi is not None:
-            if self.side_by_side.value or viewer_grid(self.viewer).enabled:
-                # The grid laid out once for these layers and the comparison's to come.
-                self.comparison.reserve_grid(self._source, 1 + int(self.difference.value))
-            try:
-                self.decoded_layers = add_decoded_layer(
-                    self.viewer,
-                    self._source,
-                    sgi,
-                    difference=self.difference.value,
-                    side_by_side=self.side_by_side.value,
-                )
-            except Exception as exc:  # noqa: BLE001 - the file is fine; say why it is not shown
-                self.comparison.release_grid()
-                show_warning(f"Compressed, but the decoded layer could not be shown: {exc}")
-            else:
-                self.comparison.attach(self._source, self.decoded_layers, sgi, result, self._axes)
+            self._add_decoded(sgi, result)
         show_info(
             f"SGI: wrote {Path(str(result.path)).name} "
             f"({_size(result.bytes)}, {result.compression_ratio:.1f}:1, "
             f"PSNR {result.psnr:.2f} dB)"
         )
+
+    def _add_decoded(self, sgi: Any, result: Any) -> None:
+        """Add the decoded layer (and its difference) after the source layer, in steps, then
+        start the comparison; the canvas draws between the steps (see :class:`DecodedLayers`)."""
+        if self.side_by_side.value or viewer_grid(self.viewer).enabled:
+            # The grid laid out once for these layers and the comparison's to come.
+            self.comparison.reserve_grid(self._source, 1 + int(self.difference.value))
+        source, axes = self._source, self._axes
+        try:
+            adding = DecodedLayers(
+                self.viewer,
+                source,
+                sgi,
+                difference=self.difference.value,
+                side_by_side=self.side_by_side.value,
+                parent=self.native,
+            )
+        except Exception as exc:  # noqa: BLE001 - the file is fine; say why it is not shown
+            self._not_shown(exc)
+            return
+        self.adding = adding
+
+        def done(layers: list[Any]) -> None:
+            self.adding, self.decoded_layers = None, layers
+            self.comparison.attach(source, layers, sgi, result, axes)
+            self._set_running(self.busy)
+
+        def failed(exc: Exception) -> None:
+            self.adding = None
+            self._not_shown(exc)
+            self._set_running(self.busy)
+
+        adding.on_done, adding.on_failed = done, failed
+        try:
+            adding.start()
+        except Exception as exc:  # noqa: BLE001 - added at once (napari internals missing)
+            self._stop_adding()
+            self._not_shown(exc)
+
+    def _not_shown(self, exc: Exception) -> None:
+        self.comparison.release_grid()
+        show_warning(f"Compressed, but the decoded layer could not be shown: {exc}")
+
+    def _stop_adding(self) -> None:
+        """Take out what the decoded layers' steps had put in; the grid's cells go back."""
+        adding, self.adding = self.adding, None
+        if adding is not None:
+            adding.abort()
+            self.comparison.release_grid()
 
     def _on_errored(self, exc: Exception) -> None:
         # napari's worker already turned the exception into an error notification.
@@ -299,7 +399,7 @@ class SGIWidget(SettingsMixin, Container):
             return
         self._wait_timer.stop()
         cancelled = self.job is not None and self.job.was_cancelled
-        self._set_running(False)
+        self._set_running(self.busy)  # still running while the decoded layer is added
         self.progress_bar.visible = False
         if cancelled:
             self.result_label.value = "Cancelled: no file was written."
