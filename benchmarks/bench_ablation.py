@@ -42,10 +42,12 @@ RD_CACHE = Path(__file__).resolve().parent / "results" / "rd.jsonl"
 DENSITIES = (0.005, 0.01, 0.02, 0.04)
 CLASSIC_RANGE = (0.1, 1.0)
 
-# name -> (what it changes, FitConfig overrides on top of the image's default configuration).
-# Every lever names its seed layout, so that its rows mean the same whatever the default is.
+# name -> (what it changes, FitConfig overrides on top of the image's default configuration[,
+# module constants set in the fitting process, "module:NAME" -> value, for levers that are not a
+# FitConfig field]). Every lever names its seed layout, so that its rows mean the same whatever
+# the default is.
 UNIFORM = {"seed_layout": "uniform"}
-LEVERS: dict[str, tuple[str, dict]] = {
+LEVERS: dict[str, tuple] = {
     "base": ("seeds on a uniform jittered grid; rate term in the last 20 % of the fit", UNIFORM),
     "rate0.5": (
         "rate term, entropy model, adaptive noise: last 50 %",
@@ -72,7 +74,26 @@ LEVERS: dict[str, tuple[str, dict]] = {
         "features, scalings, covariance MLP: rates decay to 1/30 (not constant)",
         {"seed_layout": "adaptive", "lr_decay": 0.03},
     ),
+    "cells1": (
+        "seed-map cells of about one seed (not two): 32-pixel cells at d=0.01 on 512x512",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.seed_map:SEEDS_PER_CELL": 1},
+    ),
 }
+
+
+def _settings(lever: str) -> dict:
+    """A lever's FitConfig overrides, with its module constants (if any) under ``constants``."""
+    _, overrides, *constants = LEVERS[lever]
+    return {**overrides, "constants": constants[0]} if constants else dict(overrides)
+
+
+def _set_constants(lever: str) -> None:
+    import importlib
+
+    for target, value in _settings(lever).get("constants", {}).items():
+        module, name = target.split(":")
+        setattr(importlib.import_module(module), name, value)
 
 
 def load_image(name: str):
@@ -106,6 +127,7 @@ def fit_point(name: str, lever: str, density: float, iterations: int, threads: i
     from napari_sgi.encode.pipeline import compress
     from napari_sgi.reader import SGIFile
 
+    _set_constants(lever)
     image = load_image(name)
     channels = image.shape[2] if image.ndim == 3 else 1
     lmbda = image_choices(image.shape[0], image.shape[1], channels)["lmbda"]
@@ -131,7 +153,7 @@ def fit_point(name: str, lever: str, density: float, iterations: int, threads: i
     return {
         "image": name,
         "lever": lever,
-        "settings": LEVERS[lever][1],
+        "settings": _settings(lever),
         "density": density,
         "iterations": iterations,
         "bytes": size,
@@ -160,7 +182,7 @@ def run(args) -> None:
     for lever in args.levers:  # a lever at a time, so that a cut run leaves whole curves
         for name in args.images:
             for density in args.densities:
-                key = (name, lever, json.dumps(LEVERS[lever][1], sort_keys=True), density)
+                key = (name, lever, json.dumps(_settings(lever), sort_keys=True), density)
                 if key + (args.iterations,) not in done:
                     todo.append((name, lever, density))
     threads = 1 if args.jobs > 1 else 2
