@@ -193,14 +193,29 @@ def warm_up() -> None:
     once while the user sets the sliders, not during the first compression.
     """
     try:
+        import dask.array as da
         import torch  # noqa: F401
         import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimiser
 
+        import napari_sgi.api  # noqa: F401
+        import napari_sgi.codec.bit_stream  # noqa: F401
+        import napari_sgi.codec.gaussian_stream  # noqa: F401
+        import napari_sgi.codec.model  # noqa: F401
+        import napari_sgi.core.fit  # noqa: F401 - and what compress imports when it runs:
+        import napari_sgi.core.metrics  # noqa: F401
+        import napari_sgi.core.rate_control  # noqa: F401
+        import napari_sgi.core.refine  # noqa: F401
+        import napari_sgi.core.seed_map  # noqa: F401 - scipy
         import napari_sgi.encode.pipeline  # noqa: F401
         import napari_sgi.reader  # noqa: F401
+        from napari_sgi.codec.torchac_backend import load_torchac
         from napari_sgi.core.rasterize import cpu_kernel_available
 
         cpu_kernel_available()
+        load_torchac()  # torchac's coder: its extension loaded (setuptools behind it)
+        # dask's first compute looks for a distributed client: imports distributed, ~100 modules
+        # (a stall of 0.1 s at the start of the first compression, measured, if left to it)
+        da.compute(da.zeros(2).sum())
         # The comparison with classic codecs: the codecs and the plot's matplotlib (loading
         # their extension modules holds the GIL too).
         import imagecodecs
