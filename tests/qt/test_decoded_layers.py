@@ -273,3 +273,21 @@ def test_closing_the_panel_thaws_the_heap(make_napari_viewer, qtbot):
     assert gc.get_freeze_count() > 0
     viewer.window.remove_dock_widget(dock)  # out of its dock, maybe never deleted
     assert gc.get_freeze_count() == 0 and widget._frozen_layers is None
+
+
+def test_grid_layout_steps_only_where_napari_would_lay_out(scene):
+    viewer, original, sgi = scene
+    grid = viewer_grid(viewer)
+    assert layer_steps.grid_layout_steps(viewer) == []  # automatic shape: napari's own way
+    grid.shape = (1, 3)
+    steps = layer_steps.grid_layout_steps(viewer)
+    assert len(steps) == 3  # the old grid out; 2 cells; 1 cell
+    for step in steps:
+        step()
+    cells = _canvas(viewer).grid
+    assert tuple(cells.grid_size) == (1, 3) and len(_canvas(viewer).grid_views) == 3
+    grid.enabled = True
+    assert _canvas(viewer).grid is cells  # napari found them there
+    assert layer_steps.grid_layout_steps(viewer) == []  # on already
+    grid.enabled = False
+    assert layer_steps.grid_layout_steps(viewer) == []  # laid out for this shape already

@@ -97,9 +97,11 @@ class DecodedLayers:
     napari adds a layer in one go (its vispy visual, its Qt controls, the selection, the grid
     laid out again) and draws it at the next paint: 0.1-0.6 s on a small CPU under a software
     renderer, the first time most. Here each layer gets its controls (one turn), is inserted
-    hidden and not selected (one turn: its visual; a hidden layer takes no grid cell); then the
-    grid is switched on when asked (one turn: laid out once, with the cells reserved beforehand,
-    see :func:`reserve_grid`); each layer is shown in its cell (one turn, then its first drawing);
+    hidden and not selected (one turn: its visual; a hidden layer takes no grid cell); then, when
+    asked, the grid's cells are made two at a time (:func:`layer_steps.grid_layout_steps`, with
+    the shape reserved beforehand for these layers and the comparison's, see
+    :func:`reserve_grid`) and the grid is switched on (one turn: napari finds its cells there and
+    lays nothing out); each layer is shown in its cell (one turn, then its first drawing);
     last the SGI layer is selected, as napari selects a layer it adds. :meth:`abort` takes out
     whatever was put in. Where napari's internals are missing (:func:`layer_steps.can_stage`)
     :meth:`start` adds them in one go, as :func:`add_decoded_layer` does.
