@@ -15,17 +15,38 @@ def _pilots(model):
     return pilot, calls
 
 
+def _linear(d, n):
+    # PSNR linear in log density and log steps: the prediction is exact up to the step factor.
+    return 30 + 1.5 * math.log2(d / 0.01) + 0.4 * math.log2(n / 1000)
+
+
 @pytest.mark.parametrize("target", [28.0, 31.0, 34.0])
 def test_a_quality_target_runs_two_lengths_at_two_densities_and_solves_the_line(target):
-    # PSNR linear in log density and log steps: the prediction is exact up to the step factor.
-    model = lambda d, n: 30 + 1.5 * math.log2(d / 0.01) + 0.4 * math.log2(n / 1000)  # noqa: E731
-    pilot, calls = _pilots(model)
+    pilot, calls = _pilots(_linear)
     density, predicted = density_for_psnr(target, 12500, pilot)
     short, long = psnr_pilot_lengths(12500)
     assert sorted({steps for _, steps in calls}) == [short, long]
     assert len(calls) == 4 and len({d for d, _ in calls}) == 2
     assert predicted == pytest.approx(target)
-    assert model(density, long) + 1.5 * 0.4 == pytest.approx(target)
+    exact = 0.01 * 2 ** ((target - _linear(0.01, long) - 1.5 * 0.4) / 1.5)
+    pilot_densities = sorted({d for d, _ in calls})
+    if pilot_densities[0] <= exact <= pilot_densities[1]:
+        assert density == pytest.approx(exact)  # between the pilots: the line itself
+    else:
+        assert density > exact  # beyond them: a flatter (or steeper) line, more Gaussians
+
+
+def test_beyond_the_pilots_a_concave_curve_still_gets_enough_gaussians():
+    # PSNR flattening with the density, as fits do (0.8 dB per doubling at 0.01, less above).
+    def concave(d, n):
+        x = math.log2(d / 0.01)
+        return 30 + 0.8 * x - 0.15 * x * x + 0.4 * math.log2(n / 1000)
+
+    for target in (27.0, 30.5, 31.0):
+        pilot, calls = _pilots(concave)
+        density, _ = density_for_psnr(target, 12500, pilot)
+        _, long = psnr_pilot_lengths(12500)
+        assert concave(density, long) + 1.5 * 0.4 >= target - 0.05
 
 
 def test_a_flat_image_does_not_extrapolate_to_absurd_densities():

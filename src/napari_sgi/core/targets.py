@@ -34,8 +34,14 @@ HEADROOM = 1.12
 # but one, and λ control trades the excess for rate.
 PSNR_PILOT_FRACTION = 0.12
 STEP_GAIN_TO_FULL = 1.5
-# The first guess of the gain per doubling of the density, to place the second pair of pilots.
-ASSUMED_DENSITY_GAIN = 1.0
+# The first guess of the gain per doubling of the density, to place the second pair of pilots: on
+# the low side (0.3-0.5 dB on nuclei, 1.6-2 on IHC and the z-slice), so that the two densities
+# tend to bracket the answer.
+ASSUMED_DENSITY_GAIN = 0.5
+# PSNR is concave in log density (it flattens as Gaussians are added): beyond the two pilot
+# densities the line through them promises too much either way, so its slope is taken this much
+# flatter going up and as much steeper going down (both ask for more Gaussians).
+EXTRAPOLATION_DAMPING = 0.7
 # Gaussians per pixel: 0.2 is ~3-5 bpp with the compact model, past any useful size target.
 DENSITY_RANGE = (1e-4, 0.2)
 # dB per doubling of the density that a quality target assumes at least: flatter pilots would
@@ -182,8 +188,13 @@ def density_for_psnr(
     if other == start:  # at the end of the range: measure on the side that is left
         other = clamp_density(start * 2 ** (-doublings))
     second = full_fit(other)
-    x0, x1 = math.log2(start), math.log2(other)
-    slope = max((second - first) / (x1 - x0), MIN_DENSITY_GAIN)
-    x, y = min(((x0, first), (x1, second)), key=lambda point: abs(point[1] - target))
+    (x0, y0), (x1, y1) = sorted(((math.log2(start), first), (math.log2(other), second)))
+    slope = max((y1 - y0) / (x1 - x0), MIN_DENSITY_GAIN)
+    if target > y1:  # above both: flatter
+        x, y, slope = x1, y1, slope * EXTRAPOLATION_DAMPING
+    elif target < y0:  # below both: steeper
+        x, y, slope = x0, y0, slope / EXTRAPOLATION_DAMPING
+    else:
+        x, y = x0, y0
     density = clamp_density(2 ** (x + (target - y) / slope))
     return density, y + slope * (math.log2(density) - x)
