@@ -1,6 +1,6 @@
 """Targets and defaults on the real sample images: does the file land where the user asked?
 
-Run:  python benchmarks/bench_targets.py measure IMAGE [--threads 1]   (one image, JSON out)
+Run:  python benchmarks/bench_targets.py measure IMAGE [--threads 1] [--kinds psnr]  (one image)
       python benchmarks/bench_targets.py report [--no-record]          (table, docs/benchmarks.md)
 
 For each image: ``compress`` with no options (the ``default`` preset) against JPEG and JPEG 2000
@@ -72,11 +72,31 @@ def _run(image, path: Path, **options) -> dict:
     }
 
 
-def measure(name: str) -> dict:
+KINDS = ("default", "bpp", "psnr")
+
+
+def _kept_rows(result: Path, kinds: tuple[str, ...]) -> list[dict]:
+    """The rows of an earlier run whose kind is not measured again (a plain fit goes with the
+    target row before it)."""
+    if not result.exists():
+        return []
+    earlier = json.loads(result.read_text())
+    kept, owner = [], None
+    for row in earlier["rows"]:
+        owner = owner if row["kind"].startswith("plain") else row["kind"]
+        if owner not in kinds:
+            kept.append({**row, "revision": row.get("revision", earlier["revision"])})
+    return kept
+
+
+def measure(name: str, kinds: tuple[str, ...] = KINDS) -> dict:
+    """Measure ``kinds`` of runs on an image; the other kinds' rows of an earlier run are kept
+    (each row names the revision it was measured at)."""
     image = load(name)
     sweeps = baseline_sweep(image)
-    out = {"image": name, "revision": git_revision(), "rows": []}
     result = RESULTS / f"targets_{name}.json"
+    revision = git_revision()
+    out = {"image": name, "revision": revision, "rows": _kept_rows(result, kinds)}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
 
@@ -84,20 +104,29 @@ def measure(name: str) -> dict:
             row = {"kind": kind, **_run(image, folder / f"{len(out['rows'])}.sgi", **options)}
             for codec in ("JPEG", "JPEG 2000", "JPEG XL"):
                 row[codec] = at_rate(sweeps[codec], row["bpp"])
+            row["revision"] = revision
             out["rows"].append(row)
             print(json.dumps({"image": name, **row}), flush=True)
             result.write_text(json.dumps(out, indent=1))  # what is measured survives a stop
             return row
 
-        step("default")
-        for bpp in SIZE_TARGETS:
+        if "default" in kinds:
+            step("default")
+        for bpp in SIZE_TARGETS if "bpp" in kinds else ():
             row = step("bpp", bpp=bpp)
             if bpp == TIMED["bpp"]:
                 step("plain fit at that density", density=round(row["density"], 6))
-        for i, target in enumerate(PSNR_TARGETS[name]):
+        for i, target in enumerate(PSNR_TARGETS[name] if "psnr" in kinds else ()):
             row = step("psnr", psnr=target)
             if i == TIMED["psnr"]:
                 step("plain fit at that density", density=round(row["density"], 6))
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    groups, owner = [], None  # rows back in the order of KINDS, plain fits after their target
+    for row in out["rows"]:
+        owner = owner if row["kind"].startswith("plain") else row["kind"]
+        groups.append((order[owner], len(groups), row))
+    out["rows"] = [row for *_, row in sorted(groups, key=lambda g: g[:2])]
+    result.write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -154,8 +183,9 @@ def report(record: bool) -> str:
         if not path.exists():
             continue
         data = json.loads(path.read_text())
+        revisions = sorted({row.get("revision", data["revision"]) for row in data["rows"]})
         lines += [
-            f"**{name}** ({IMAGES[name][1]}, revision {data['revision']})",
+            f"**{name}** ({IMAGES[name][1]}, revision {', '.join(revisions)})",
             "",
             "| run | asked | file bpp | off | PSNR dB | JPEG dB | JPEG 2000 dB | s | density |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -193,6 +223,9 @@ def main() -> None:
     one = sub.add_parser("measure")
     one.add_argument("image", choices=list(IMAGES))
     one.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    one.add_argument(
+        "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="which runs to measure"
+    )
     rep = sub.add_parser("report")
     rep.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -201,7 +234,7 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        measure(args.image)
+        measure(args.image, tuple(args.kinds))
     else:
         print(report(not args.no_record))
 
