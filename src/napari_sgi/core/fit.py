@@ -15,7 +15,7 @@ from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
 from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
 from napari_sgi.core.presets import FitConfig
-from napari_sgi.core.rate_control import LambdaControl, QualityControl, stored_bits
+from napari_sgi.core.rate_control import LambdaControl, QualityControl, stored_bits, stored_psnr
 from napari_sgi.core.refine import refine
 from napari_sgi.core.schedule import Schedule
 from napari_sgi.core.seed_map import seed_map_for_image
@@ -253,7 +253,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     history: list[FitProgress] = []
     started = time.perf_counter()
     lmbda = config.lmbda
-    control, quality, recent_mse = None, None, []
+    control, quality = None, None
     if budget_bits is not None and psnr_target is not None:
         raise ValueError("a fit steers λ to a bit budget or to a PSNR, not both")
     if budget_bits is not None:
@@ -285,14 +285,12 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
             group["lr"] = schedule.learning_rate(name, step, scale)
         if step == schedule.rate_start:
             model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
-        if quality is not None and len(recent_mse) >= CONTROL_INTERVAL:
-            mean = sum(recent_mse) / len(recent_mse)
-            lmbda = quality.update(10 * math.log10(1 / mean) if mean > 0 else math.inf)
-            recent_mse.clear()
         models = model.entropy_models(level) if mode == "adaptive" else None
-        if control is not None and step >= schedule.rate_start:
-            if (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
+        if step >= schedule.rate_start and (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
+            if control is not None:
                 lmbda = control.update(stored_bits(model, level, models))
+            if quality is not None and level == 0:
+                lmbda = quality.update(stored_psnr(model, pyramid[0], models, backend))
         attributes = _noised(model, mode, level, generator, models)
         render = model.render(level, attributes, backend=backend)
         target = pyramid[level]
@@ -306,8 +304,6 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
         optimizer.step()
         with torch.no_grad():
             mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
-        if quality is not None and mode == "adaptive" and level == 0:
-            recent_mse.append(mse)
         report(step, level, loss.item(), mse, mode)
     if config.refine_steps:
         refine(

@@ -42,6 +42,9 @@ ASSUMED_DENSITY_GAIN = 0.5
 # densities the line through them promises too much either way, so its slope is taken this much
 # flatter going up and as much steeper going down (both ask for more Gaussians).
 EXTRAPOLATION_DAMPING = 0.7
+# The second pilot density lies at most this many doublings from the first: denser pilots cost
+# more steps' time (x4 the Gaussians made a quality target's pilots 0.53x a full fit on IHC).
+MAX_DOUBLINGS = 1.5
 # Gaussians per pixel: 0.2 is ~3-5 bpp with the compact model, past any useful size target.
 DENSITY_RANGE = (1e-4, 0.2)
 # dB per doubling of the density that a quality target assumes at least: flatter pilots would
@@ -175,13 +178,16 @@ def density_for_psnr(
     (0.0197, 33.0)
     """
     short, long = psnr_pilot_lengths(iterations)
+    # Calibrated for pilots of PSNR_PILOT_FRACTION; short fits have longer pilots (at least
+    # MIN_PILOT_STEPS), so fewer doublings of the steps are left to the full fit.
+    to_full = STEP_GAIN_TO_FULL * math.log2(iterations / long) / -math.log2(PSNR_PILOT_FRACTION)
 
     def full_fit(density: float) -> float:
         at_short, at_long = pilot(density, short), pilot(density, long)
-        return at_long + STEP_GAIN_TO_FULL * max(at_long - at_short, 0.0)
+        return at_long + max(to_full, 0.0) * max(at_long - at_short, 0.0)
 
     first = full_fit(start)
-    doublings = min(max((target - first) / ASSUMED_DENSITY_GAIN, -2.0), 2.0)
+    doublings = min(max((target - first) / ASSUMED_DENSITY_GAIN, -MAX_DOUBLINGS), MAX_DOUBLINGS)
     if abs(doublings) < 0.5:  # far enough apart for a slope
         doublings = 0.5 if target >= first else -0.5
     other = clamp_density(start * 2**doublings)
