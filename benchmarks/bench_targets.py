@@ -1,6 +1,7 @@
 """Targets and defaults on the real sample images: does the file land where the user asked?
 
-Run:  python benchmarks/bench_targets.py measure IMAGE [--threads 1] [--kinds psnr]  (one image)
+Run:  python benchmarks/bench_targets.py measure IMAGE [--threads 1] [--kinds psnr]
+          [--sizes 0.25]                                                   (one image)
       python benchmarks/bench_targets.py report [--no-record]          (table, docs/benchmarks.md)
 
 For each image: ``compress`` with no options (the ``default`` preset) against JPEG and JPEG 2000
@@ -75,28 +76,32 @@ def _run(image, path: Path, **options) -> dict:
 KINDS = ("default", "bpp", "psnr")
 
 
-def _kept_rows(result: Path, kinds: tuple[str, ...]) -> list[dict]:
-    """The rows of an earlier run whose kind is not measured again (a plain fit goes with the
-    target row before it)."""
+def _kept_rows(result: Path, kinds: tuple[str, ...], sizes: tuple[float, ...]) -> list[dict]:
+    """The rows of an earlier run that are not measured again (a plain fit goes with the target
+    row before it)."""
     if not result.exists():
         return []
     earlier = json.loads(result.read_text())
-    kept, owner = [], None
+    kept, again = [], False
     for row in earlier["rows"]:
-        owner = owner if row["kind"].startswith("plain") else row["kind"]
-        if owner not in kinds:
+        if not row["kind"].startswith("plain"):
+            size = row["options"].get("bpp")
+            again = row["kind"] in kinds and (row["kind"] != "bpp" or size in sizes)
+        if not again:
             kept.append({**row, "revision": row.get("revision", earlier["revision"])})
     return kept
 
 
-def measure(name: str, kinds: tuple[str, ...] = KINDS) -> dict:
+def measure(
+    name: str, kinds: tuple[str, ...] = KINDS, sizes: tuple[float, ...] = SIZE_TARGETS
+) -> dict:
     """Measure ``kinds`` of runs on an image; the other kinds' rows of an earlier run are kept
     (each row names the revision it was measured at)."""
     image = load(name)
     sweeps = baseline_sweep(image)
     result = RESULTS / f"targets_{name}.json"
     revision = git_revision()
-    out = {"image": name, "revision": revision, "rows": _kept_rows(result, kinds)}
+    out = {"image": name, "revision": revision, "rows": _kept_rows(result, kinds, sizes)}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
 
@@ -112,7 +117,7 @@ def measure(name: str, kinds: tuple[str, ...] = KINDS) -> dict:
 
         if "default" in kinds:
             step("default")
-        for bpp in SIZE_TARGETS if "bpp" in kinds else ():
+        for bpp in sizes if "bpp" in kinds else ():
             row = step("bpp", bpp=bpp)
             if bpp == TIMED["bpp"]:
                 step("plain fit at that density", density=round(row["density"], 6))
@@ -121,11 +126,13 @@ def measure(name: str, kinds: tuple[str, ...] = KINDS) -> dict:
             if i == TIMED["psnr"]:
                 step("plain fit at that density", density=round(row["density"], 6))
     order = {kind: i for i, kind in enumerate(KINDS)}
-    groups, owner = [], None  # rows back in the order of KINDS, plain fits after their target
+    groups, key = [], None  # rows back in order (kind, target), plain fits after their target
     for row in out["rows"]:
-        owner = owner if row["kind"].startswith("plain") else row["kind"]
-        groups.append((order[owner], len(groups), row))
-    out["rows"] = [row for *_, row in sorted(groups, key=lambda g: g[:2])]
+        if not row["kind"].startswith("plain"):
+            target = row["options"].get("bpp", row["options"].get("psnr", 0))
+            key = (order[row["kind"]], target)
+        groups.append((*key, len(groups), row))
+    out["rows"] = [row for *_, row in sorted(groups, key=lambda g: g[:3])]
     result.write_text(json.dumps(out, indent=1))
     return out
 
@@ -226,6 +233,9 @@ def main() -> None:
     one.add_argument(
         "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="which runs to measure"
     )
+    one.add_argument(
+        "--sizes", nargs="+", type=float, default=list(SIZE_TARGETS), help="which size targets"
+    )
     rep = sub.add_parser("report")
     rep.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -234,7 +244,7 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        measure(args.image, tuple(args.kinds))
+        measure(args.image, tuple(args.kinds), tuple(args.sizes))
     else:
         print(report(not args.no_record))
 
