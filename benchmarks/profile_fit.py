@@ -1,0 +1,117 @@
+"""Where a fit's time goes: the rasterizer's forward and backward against everything else.
+
+Run:  python benchmarks/profile_fit.py [--images nuclei ihc] [--iterations 3000] [--no-record]
+
+Each image is fitted by ``compress`` with the ``default`` preset (its own K, levels and λ) at the
+given number of steps, in a fresh process under :mod:`cProfile`, with torch's default threads.
+The report gives the wall time of the ``compress`` call (the profiler adds a little), the time
+inside the compiled rasterizer's forward and backward (``_raster_cpu._RasterizeSumCpu``: the
+kernel, which releases the GIL and runs on every core), their share of the fit, the steps' mean
+cost, and the largest other entries. Recorded in docs/benchmarks.md ("profile").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import IMAGES  # noqa: E402
+from _record import git_revision, machine_description, record_section  # noqa: E402
+
+RASTER_FILE = "_raster_cpu.py"
+OTHERS_SHOWN = 6
+
+
+def child(name: str, iterations: int) -> dict:
+    """Profile one fit in this (fresh) process."""
+    import cProfile
+    import pstats
+    import tempfile
+    import time
+
+    from _images import load
+
+    from napari_sgi.encode.pipeline import compress
+
+    image = load(name)
+    profiler = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        profiler.enable()
+        compress(image, Path(folder) / "fit.sgi", preset="default", iterations=iterations)
+        profiler.disable()
+        seconds = time.perf_counter() - started
+    stats = pstats.Stats(profiler).stats  # (file, line, function) -> (cc, nc, tottime, cumtime, ..)
+    raster = {"forward": 0.0, "backward": 0.0}
+    others = []
+    for (file, _, function), (_, calls, own, _, _) in stats.items():
+        if file.endswith(RASTER_FILE) and function in raster:
+            raster[function] += own
+        else:
+            others.append((own, f"{Path(file).name}:{function}", calls))
+    others.sort(reverse=True)
+    return {
+        "image": name,
+        "iterations": iterations,
+        "seconds": seconds,
+        "raster_forward": raster["forward"],
+        "raster_backward": raster["backward"],
+        "others": [
+            {"where": where, "seconds": own, "calls": calls}
+            for own, where, calls in others[:OTHERS_SHOWN]
+        ],
+    }
+
+
+def report(rows: list[dict], record: bool) -> None:
+    lines = [
+        f"Machine: {machine_description()}; revision `{git_revision()}`.",
+        "Command: `python benchmarks/profile_fit.py "
+        f"--images {' '.join(r['image'] for r in rows)} --iterations {rows[0]['iterations']}`",
+        "",
+        "| image | steps | fit (s) | per step (ms) | raster forward (s) | raster backward (s) "
+        "| raster share | largest other entries (own time) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        raster = r["raster_forward"] + r["raster_backward"]
+        others = ", ".join(f"`{o['where']}` {o['seconds']:.1f} s" for o in r["others"][:4])
+        lines.append(
+            f"| {r['image']} | {r['iterations']} | {r['seconds']:.1f} "
+            f"| {1000 * r['seconds'] / r['iterations']:.1f} | {r['raster_forward']:.1f} "
+            f"| {r['raster_backward']:.1f} | {100 * raster / r['seconds']:.0f} % | {others} |"
+        )
+    text = "\n".join(["## Where a fit's time goes (issue: seconds, not minutes)", "", *lines])
+    print(text)
+    if record:
+        record_section("profile", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", nargs="+", default=["nuclei", "ihc"], choices=list(IMAGES))
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child process mode
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(child(args.one[0], int(args.one[1]))))
+        return
+    rows = []
+    for name in args.images:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name, str(args.iterations)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    report(rows, not args.no_record)
+
+
+if __name__ == "__main__":
+    main()
