@@ -17,6 +17,7 @@ from napari_sgi._qt.layer_steps import (
     insert_quietly,
     make_controls,
     step_timer,
+    viewer_grid,
 )
 
 DECODED_SUFFIX = " [SGI]"
@@ -273,9 +274,3 @@ def show_side_by_side(viewer: Any, enabled: bool | None = None) -> bool:
     grid = viewer_grid(viewer)
     grid.enabled = (not grid.enabled) if enabled is None else enabled
     return grid.enabled
-
-
-def viewer_grid(viewer: Any) -> Any:
-    """The grid settings: ``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid

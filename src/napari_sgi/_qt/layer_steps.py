@@ -109,6 +109,12 @@ def _vispy_canvas(viewer: Any) -> Any:
     return canvas if all(hasattr(canvas, name) for name in needed) else None
 
 
+def viewer_grid(viewer: Any) -> Any:
+    """The grid settings: ``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def grid_layout_steps(viewer: Any, per_step: int = 2) -> list[Callable[[], None]]:
     """napari's layout of its grid (``VispyCanvas._init_or_update_grid``: a vispy view and a
     camera per cell, about 15 ms a cell on a small CPU), cut into steps of ``per_step`` cells,
@@ -119,8 +125,6 @@ def grid_layout_steps(viewer: Any, per_step: int = 2) -> list[Callable[[], None]
     :func:`napari_sgi._qt.compare.reserve_grid` leaves it), not laid out for that shape yet;
     otherwise (or without napari's internals) there is nothing to do here: an empty list.
     """
-    from napari_sgi._qt.compare import viewer_grid
-
     grid, canvas = viewer_grid(viewer), _vispy_canvas(viewer)
     shape = tuple(int(n) for n in grid.shape)
     if canvas is None or grid.enabled or min(shape) < 1:
