@@ -76,20 +76,26 @@ def _run(image, path: Path, **options) -> dict:
 KINDS = ("default", "bpp", "psnr")
 
 
+def _with_targets(rows: list[dict]):
+    """``(target row, row)`` for each row: a plain fit belongs to the target row before it."""
+    target = None
+    for row in rows:
+        if not row["kind"].startswith("plain"):
+            target = row
+        yield target, row
+
+
 def _kept_rows(result: Path, kinds: tuple[str, ...], sizes: tuple[float, ...]) -> list[dict]:
-    """The rows of an earlier run that are not measured again (a plain fit goes with the target
-    row before it)."""
+    """The rows of an earlier run that are not measured again."""
     if not result.exists():
         return []
     earlier = json.loads(result.read_text())
-    kept, again = [], False
-    for row in earlier["rows"]:
-        if not row["kind"].startswith("plain"):
-            size = row["options"].get("bpp")
-            again = row["kind"] in kinds and (row["kind"] != "bpp" or size in sizes)
-        if not again:
-            kept.append({**row, "revision": row.get("revision", earlier["revision"])})
-    return kept
+    return [
+        {**row, "revision": row.get("revision", earlier["revision"])}
+        for target, row in _with_targets(earlier["rows"])
+        if target["kind"] not in kinds
+        or (target["kind"] == "bpp" and target["options"]["bpp"] not in sizes)
+    ]
 
 
 def measure(
@@ -125,14 +131,14 @@ def measure(
             row = step("psnr", psnr=target)
             if i == TIMED["psnr"]:
                 step("plain fit at that density", density=round(row["density"], 6))
-    order = {kind: i for i, kind in enumerate(KINDS)}
-    groups, key = [], None  # rows back in order (kind, target), plain fits after their target
-    for row in out["rows"]:
-        if not row["kind"].startswith("plain"):
-            target = row["options"].get("bpp", row["options"].get("psnr", 0))
-            key = (order[row["kind"]], target)
-        groups.append((*key, len(groups), row))
-    out["rows"] = [row for *_, row in sorted(groups, key=lambda g: g[:3])]
+
+    def place(item: tuple[int, tuple[dict, dict]]) -> tuple:  # kind, target, then as measured
+        index, (target, _) = item
+        asked = target["options"].get("bpp", target["options"].get("psnr", 0))
+        return KINDS.index(target["kind"]), asked, index
+
+    rows = sorted(enumerate(_with_targets(out["rows"])), key=place)
+    out["rows"] = [row for _, (_, row) in rows]
     result.write_text(json.dumps(out, indent=1))
     return out
 

@@ -163,9 +163,13 @@ class SGIModel(nn.Module):
             coords = coords[seeds]
         return self.context(coords, level)
 
-    def quantized_attributes(self, level: int = 0) -> Attributes:
-        """The attributes rounded with their adaptive steps: what a file stores."""
-        models = self.entropy_models(level)
+    def quantized_attributes(
+        self, level: int = 0, models: dict[str, GroupModel] | None = None
+    ) -> Attributes:
+        """The attributes rounded with their adaptive steps: what a file stores. ``models``: the
+        entropy models of ``level`` when the caller has them already."""
+        if models is None:
+            models = self.entropy_models(level)
         groups = {
             name: quantize(values, models[name].step)
             for name, values in self.attributes().as_groups().items()

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from napari_sgi.core.entropy import ideal_bits, quantize
-from napari_sgi.core.model import Attributes
+from napari_sgi.core.entropy import ideal_bits
 
 # A step of the controller changes λ at most by this factor: the fit needs some tens of steps to
 # answer a new λ, so larger jumps overshoot.
@@ -124,10 +123,7 @@ def stored_bits(model, level: int = 0, models: dict | None = None) -> float:
     with torch.no_grad():
         if models is None:
             models = model.entropy_models(level)
-        rounded = {
-            name: quantize(values, models[name].step)
-            for name, values in model.attributes().as_groups().items()
-        }
+        rounded = model.quantized_attributes(level, models).as_groups()
         bits = sum(ideal_bits(rounded, models).values())
         return float(bits) + float(model.context.grid_bits())
 
@@ -145,11 +141,7 @@ def stored_psnr(
     0.05-0.3 dB (depending on the image) below the decoded file.
     """
     with torch.no_grad():
-        rounded = {
-            name: quantize(values, models[name].step)
-            for name, values in model.attributes().as_groups().items()
-        }
-        attributes = Attributes.from_groups(rounded, model.config.gaussians_per_seed)
+        attributes = model.quantized_attributes(0, models)
         render = model.render(0, attributes, backend=backend).clamp(0, 1)
         mse = float(torch.mean((render - target) ** 2))
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
