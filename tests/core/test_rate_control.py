@@ -6,7 +6,13 @@ import torch
 import napari_sgi.core.fit as fit_module
 from napari_sgi.core.fit import fit
 from napari_sgi.core.presets import FitConfig
-from napari_sgi.core.rate_control import LambdaControl, QualityControl, stored_bits
+from napari_sgi.core.rate_control import (
+    LambdaControl,
+    QualityControl,
+    refinement_gain,
+    stored_bits,
+    stored_psnr,
+)
 
 
 def test_control_raises_lambda_over_budget_and_lowers_it_under():
@@ -63,3 +69,41 @@ def test_a_budget_brings_the_stored_bits_down(monkeypatch):
     held = fit(image, config, budget_bits=0.6 * natural)
     assert held.lmbda > config.lmbda
     assert stored_bits(held.model) < 0.8 * natural
+
+
+def test_quality_control_steers_by_the_psnr_plus_its_allowance():
+    control = QualityControl(lmbda=1e-4, psnr=30.0, allowance=0.5)
+    assert control.update(30.0) == pytest.approx(2e-4)  # 30 + 0.5 expected later: 0.5 dB over
+    assert control.update(29.5) == pytest.approx(2e-4)  # on the target once the allowance is in
+
+
+def test_refinement_gain_tries_a_copy_and_leaves_the_model_alone():
+    y, x = torch.meshgrid(torch.linspace(0, 1, 24), torch.linspace(0, 1, 24), indexing="ij")
+    image = (0.5 + 0.4 * torch.sin(9 * x) * torch.cos(7 * y))[None]
+    config = FitConfig(iterations=40, levels=1, feature_dim=4, gaussians_per_seed=2, density=0.1)
+    model = fit(image, config).model
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    models = model.entropy_models(0)
+    start = stored_psnr(model, image, models)
+    gain = refinement_gain(model, image, 30, config.lmbda)
+    assert gain >= 0  # refinement keeps its best step: never worse than where it started
+    assert math.isfinite(gain)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert stored_psnr(model, image, models) == start
+
+
+def test_a_quality_target_probes_the_refinement_once(monkeypatch):
+    calls = []
+
+    def probe(model, target, steps, lmbda, distortion, backend):
+        calls.append(steps)
+        return 0.25
+
+    monkeypatch.setattr(fit_module, "refinement_gain", probe)
+    image = torch.rand(1, 20, 20, generator=torch.Generator().manual_seed(2))
+    config = FitConfig(iterations=100, levels=1, feature_dim=4, gaussians_per_seed=2, refine=0.1)
+    fit(image, config, psnr_target=40.0)
+    assert calls == [min(fit_module.PROBE_STEPS, config.refine_steps)]
+    fit(image, config)  # no target: no probe
+    fit(image, config.with_overrides(refine=0.0), psnr_target=40.0)  # nothing to predict
+    assert len(calls) == 1

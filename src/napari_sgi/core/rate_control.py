@@ -100,6 +100,9 @@ class QualityControl:
     lmbda: float
     psnr: float
     gain: float = 2.0
+    # dB the rest of the fit is expected to add to the PSNRs it is given (the refinement's gain,
+    # :func:`refinement_gain`): λ steers them to ``psnr - allowance``.
+    allowance: float = 0.0
     history: list[tuple[float, float]] = field(default_factory=list)  # (psnr, λ) per update
 
     def __post_init__(self) -> None:
@@ -107,7 +110,8 @@ class QualityControl:
 
     def update(self, psnr: float) -> float:
         """Take the current PSNR; return the new λ."""
-        factor = 2.0 ** (self.gain * (psnr - self.psnr)) if math.isfinite(psnr) else MAX_STEP_FACTOR
+        excess = psnr + self.allowance - self.psnr
+        factor = 2.0 ** (self.gain * excess) if math.isfinite(psnr) else MAX_STEP_FACTOR
         self.lmbda = max(_stepped(self.lmbda, self._start, factor), self._start)
         self.history.append((psnr, self.lmbda))
         return self.lmbda
@@ -145,3 +149,27 @@ def stored_psnr(
         render = model.render(0, attributes, backend=backend).clamp(0, 1)
         mse = float(torch.mean((render - target) ** 2))
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+
+
+def refinement_gain(
+    model,
+    target: torch.Tensor,  # [C, H, W] the full-resolution image in [0, 1]
+    steps: int,
+    lmbda: float,
+    distortion: str = "mse",
+    backend: str = "auto",
+) -> float:
+    """dB that ``steps`` of refinement add to the stored attributes' PSNR, tried on a copy.
+
+    Refinement (the end of a fit) trains the MLPs on the rounded attributes the file stores and
+    adds 0.05-0.3 dB to their PSNR, the most on RGB images at high density (IHC at 29 dB: 0.3).
+    A quality target that steered λ without knowing it landed that far above the target.
+    """
+    import copy
+
+    from napari_sgi.core.refine import refine
+
+    trial = copy.deepcopy(model)
+    before = stored_psnr(model, target, model.entropy_models(0), backend)
+    refine(trial, target, steps, lmbda, distortion, backend=backend)
+    return stored_psnr(trial, target, trial.entropy_models(0), backend) - before

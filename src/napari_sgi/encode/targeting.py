@@ -43,8 +43,9 @@ REGION_OVERHEAD_BYTES = 240
 # The coder's streams against the entropy model's ideal bits of the same symbols (snapped tables,
 # escapes, per-chunk CRCs): 2-3 % on compact files.
 CODER_OVERHEAD = 1.028
-# dB above the target that λ steers the stored attributes' PSNR to (rate_control.stored_psnr;
-# the refinement then adds 0.06-0.13 dB).
+# dB above the target that the file is aimed at: λ steers the stored attributes' PSNR
+# (rate_control.stored_psnr) plus what a trial refinement predicts the refinement will add (the
+# fit's PROBE_STEPS) to it.
 PSNR_MARGIN = 0.05
 # dB above the target that the density is chosen for: λ can trade an excess for rate, but cannot
 # make up for too few Gaussians (it never goes below the preset's: rate_control.QualityControl).
