@@ -79,6 +79,16 @@ LEVERS: dict[str, tuple] = {
         {"seed_layout": "adaptive"},
         {"napari_sgi.core.seed_map:SEEDS_PER_CELL": 1},
     ),
+    "finest1": (
+        "steps per level 1:2:1, coarsest to finest (not 1:2:2): fewer full-resolution steps",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.schedule:FINEST_WEIGHT": 1},
+    ),
+    "finest4": (
+        "steps per level 1:2:4, coarsest to finest (not 1:2:2): more full-resolution steps",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.schedule:FINEST_WEIGHT": 4},
+    ),
 }
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 START_WARMUP = 0.02
 LEVEL_WARMUP = 0.04
 RATE_PHASE = 0.20
+# Steps per level, relative: the coarsest, each level between, the finest (the paper's 1:2:2).
+COARSEST_WEIGHT, MIDDLE_WEIGHT, FINEST_WEIGHT = 1, 2, 2
 
 # (initial, final) learning rates per parameter group (sgi-method §8); equal values are constant.
 # Final rates are sqrt(initial * nominal final): where the reference's decay stops (see above).
@@ -64,7 +66,10 @@ class Schedule:
 
     @property
     def stages(self) -> list[Stage]:
-        weights = [1] + [2] * (self.levels - 1)
+        if self.levels == 1:
+            weights = [1]
+        else:
+            weights = [COARSEST_WEIGHT] + [MIDDLE_WEIGHT] * (self.levels - 2) + [FINEST_WEIGHT]
         bounds = [
             round(self.iterations * sum(weights[:i]) / sum(weights)) for i in range(self.levels + 1)
         ]
