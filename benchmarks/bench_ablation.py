@@ -89,6 +89,10 @@ LEVERS: dict[str, tuple] = {
         {"seed_layout": "adaptive"},
         {"napari_sgi.core.schedule:FINEST_WEIGHT": 4},
     ),
+    "f8": (
+        "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
+        {"seed_layout": "adaptive", "feature_dim": 8},
+    ),
 }
 
 
