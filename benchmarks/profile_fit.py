@@ -1,6 +1,7 @@
 """Where a fit's time goes: the rasterizer's forward and backward against everything else.
 
 Run:  python benchmarks/profile_fit.py [--images nuclei ihc] [--iterations 3000] [--no-record]
+      python benchmarks/profile_fit.py --phases [--images nuclei ihc] [--iterations 3000]
 
 Each image is fitted by ``compress`` with the ``default`` preset (its own K, levels and λ) at the
 given number of steps, in a fresh process under :mod:`cProfile`, with torch's default threads.
@@ -8,6 +9,14 @@ The report gives the wall time of the ``compress`` call (the profiler adds a lit
 inside the compiled rasterizer's forward and backward (``_raster_cpu._RasterizeSumCpu``: the
 kernel, which releases the GIL and runs on every core), their share of the fit, the steps' mean
 cost, and the largest other entries. Recorded in docs/benchmarks.md ("profile").
+
+``--phases`` times the steps instead, without a profiler: the wall time between two progress
+reports, by pyramid level and phase (``none``, ``fixed`` noise, ``adaptive`` noise with the rate
+term, ``refine``), after a small warm-up fit in the same process (so that imports and the
+kernel's first load are not counted). The median step of the coarsest level, whose render is a
+few thousand pixels, is what a step costs whatever the image size: the per-step work on the
+Gaussians (MLPs, bounds, optimiser, autograd) and the kernels' fixed costs. Recorded in
+docs/benchmarks.md ("profile-phases").
 """
 
 from __future__ import annotations
@@ -67,6 +76,65 @@ def child(name: str, iterations: int) -> dict:
     }
 
 
+def child_phases(name: str, iterations: int) -> dict:
+    """Time the steps of one fit in this (fresh) process, by level and phase."""
+    import time
+
+    from _images import load
+
+    from napari_sgi.encode.fitting import fit_image
+
+    image = load(name)
+    fit_image(image[:64, :64], iterations=20)  # imports, the kernel's first load
+    stamps = []
+    started = time.perf_counter()
+    fit_image(
+        image,
+        iterations=iterations,
+        progress=lambda event: stamps.append((time.perf_counter(), event.level, event.phase)),
+    )
+    seconds = time.perf_counter() - started
+    steps: dict[str, list[float]] = {}
+    previous = started
+    for stamp, level, phase in stamps:
+        steps.setdefault(f"{level} {phase}", []).append(stamp - previous)
+        previous = stamp
+    return {
+        "image": name,
+        "iterations": iterations,
+        "seconds": seconds,
+        "phases": {
+            key: {"steps": len(v), "seconds": sum(v), "median_ms": 1000 * sorted(v)[len(v) // 2]}
+            for key, v in steps.items()
+        },
+    }
+
+
+def report_phases(rows: list[dict], record: bool) -> None:
+    lines = [
+        f"Machine: {machine_description()}; revision `{git_revision()}`.",
+        "Command: `python benchmarks/profile_fit.py --phases "
+        f"--images {' '.join(r['image'] for r in rows)} --iterations {rows[0]['iterations']}`",
+        "",
+        "| image | level | phase | steps | median step (ms) | seconds | share of the fit |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        order = sorted(r["phases"].items(), key=lambda kv: (-int(kv[0].split()[0]), kv[0]))
+        for key, p in order:
+            level, phase = key.split()
+            lines.append(
+                f"| {r['image']} | {level} | {phase} | {p['steps']} | {p['median_ms']:.2f} "
+                f"| {p['seconds']:.2f} | {100 * p['seconds'] / r['seconds']:.0f} % |"
+            )
+    text = "\n".join(
+        ["## A fit's steps by level and phase (issue: seconds, not minutes)", "", *lines]
+    )
+    print(text)
+    if record:
+        record_section("profile-phases", text)
+
+
 def report(rows: list[dict], record: bool) -> None:
     lines = [
         f"Machine: {machine_description()}; revision `{git_revision()}`.",
@@ -96,21 +164,24 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", default=["nuclei", "ihc"], choices=list(IMAGES))
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--phases", action="store_true", help="time steps by level and phase")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(child(args.one[0], int(args.one[1]))))
+        measure = child_phases if args.phases else child
+        print(json.dumps(measure(args.one[0], int(args.one[1]))))
         return
     rows = []
     for name in args.images:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", name, str(args.iterations)],
+            [sys.executable, __file__, "--one", name, str(args.iterations)]
+            + (["--phases"] if args.phases else []),
             check=True,
             capture_output=True,
             text=True,
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    report(rows, not args.no_record)
+    (report_phases if args.phases else report)(rows, not args.no_record)
 
 
 if __name__ == "__main__":
