@@ -95,7 +95,7 @@ def test_refinement_gain_tries_a_copy_and_leaves_the_model_alone():
 def test_a_quality_target_probes_the_refinement_once(monkeypatch):
     calls = []
 
-    def probe(model, target, steps, lmbda, distortion, backend):
+    def probe(model, target, steps, lmbda, distortion, backend, on_step):
         calls.append(steps)
         return 0.25
 
@@ -107,3 +107,20 @@ def test_a_quality_target_probes_the_refinement_once(monkeypatch):
     fit(image, config)  # no target: no probe
     fit(image, config.with_overrides(refine=0.0), psnr_target=40.0)  # nothing to predict
     assert len(calls) == 1
+
+
+def test_a_fit_cancels_during_the_trial_refinement(monkeypatch):
+    from napari_sgi.errors import FitCancelled
+
+    image = torch.rand(1, 20, 20, generator=torch.Generator().manual_seed(3))
+    config = FitConfig(iterations=100, levels=1, feature_dim=4, gaussians_per_seed=2, refine=0.1)
+    probing = []
+    real_gain = fit_module.refinement_gain
+
+    def gain(*args, **kwargs):
+        probing.append(True)
+        return real_gain(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "refinement_gain", gain)
+    with pytest.raises(FitCancelled, match="step 80 of 100"):
+        fit(image, config, psnr_target=40.0, cancel=lambda: bool(probing))

@@ -291,6 +291,9 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
         history.append(event)
         if progress is not None:
             progress(event)
+        check_cancel(step)
+
+    def check_cancel(step: int) -> None:
         if cancel is not None and cancel():
             raise FitCancelled(f"fit cancelled at step {step + 1} of {config.iterations}")
 
@@ -313,6 +316,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
                     lmbda,
                     config.distortion,
                     backend,
+                    on_step=lambda *_, at=step: check_cancel(at),
                 ),
             )
         if step >= schedule.rate_start and (step - schedule.rate_start) % CONTROL_INTERVAL == 0:

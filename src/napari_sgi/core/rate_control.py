@@ -158,8 +158,12 @@ def refinement_gain(
     lmbda: float,
     distortion: str = "mse",
     backend: str = "auto",
+    on_step=None,
 ) -> float:
     """dB that ``steps`` of refinement add to the stored attributes' PSNR, tried on a copy.
+
+    ``on_step`` is refinement's callback (:func:`napari_sgi.core.refine.refine`): it may raise to
+    cancel, which leaves ``model`` as it was.
 
     Refinement (the end of a fit) trains the MLPs on the rounded attributes the file stores and
     adds 0.05-0.3 dB to their PSNR, the most on RGB images at high density (IHC at 29 dB: 0.3).
@@ -171,5 +175,5 @@ def refinement_gain(
 
     trial = copy.deepcopy(model)
     before = stored_psnr(model, target, model.entropy_models(0), backend)
-    refine(trial, target, steps, lmbda, distortion, backend=backend)
+    refine(trial, target, steps, lmbda, distortion, backend=backend, on_step=on_step)
     return stored_psnr(trial, target, trial.entropy_models(0), backend) - before
