@@ -89,6 +89,16 @@ LEVERS: dict[str, tuple] = {
         {"seed_layout": "adaptive"},
         {"napari_sgi.core.schedule:FINEST_WEIGHT": 4},
     ),
+    "lam0.5": (
+        "half the image's λ (1e-5 on one channel, 2e-5 on RGB)",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.presets:LAMBDA_SCALE": 0.5},
+    ),
+    "lam2": (
+        "twice the image's λ (4e-5 on one channel, 8e-5 on RGB)",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.presets:LAMBDA_SCALE": 2.0},
+    ),
     "f8": (
         "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
         {"seed_layout": "adaptive", "feature_dim": 8},
