@@ -110,12 +110,26 @@ def child_phases(name: str, iterations: int) -> dict:
     }
 
 
-def report_phases(rows: list[dict], record: bool) -> None:
-    lines = [
+def _preamble(rows: list[dict], options: str = "") -> list[str]:
+    """The machine, the revision and the command of a report."""
+    return [
         f"Machine: {machine_description()}; revision `{git_revision()}`.",
-        "Command: `python benchmarks/profile_fit.py --phases "
+        f"Command: `python benchmarks/profile_fit.py {options}"
         f"--images {' '.join(r['image'] for r in rows)} --iterations {rows[0]['iterations']}`",
         "",
+    ]
+
+
+def _publish(title: str, lines: list[str], section: str, record: bool) -> None:
+    text = "\n".join([f"## {title} (issue: seconds, not minutes)", "", *lines])
+    print(text)
+    if record:
+        record_section(section, text)
+
+
+def report_phases(rows: list[dict], record: bool) -> None:
+    lines = [
+        *_preamble(rows, "--phases "),
         "| image | level | phase | steps | median step (ms) | seconds | share of the fit |",
         "|---|---:|---|---:|---:|---:|---:|",
     ]
@@ -127,20 +141,12 @@ def report_phases(rows: list[dict], record: bool) -> None:
                 f"| {r['image']} | {level} | {phase} | {p['steps']} | {p['median_ms']:.2f} "
                 f"| {p['seconds']:.2f} | {100 * p['seconds'] / r['seconds']:.0f} % |"
             )
-    text = "\n".join(
-        ["## A fit's steps by level and phase (issue: seconds, not minutes)", "", *lines]
-    )
-    print(text)
-    if record:
-        record_section("profile-phases", text)
+    _publish("A fit's steps by level and phase", lines, "profile-phases", record)
 
 
 def report(rows: list[dict], record: bool) -> None:
     lines = [
-        f"Machine: {machine_description()}; revision `{git_revision()}`.",
-        "Command: `python benchmarks/profile_fit.py "
-        f"--images {' '.join(r['image'] for r in rows)} --iterations {rows[0]['iterations']}`",
-        "",
+        *_preamble(rows),
         "| image | steps | fit (s) | per step (ms) | raster forward (s) | raster backward (s) "
         "| raster share | largest other entries (own time) |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -153,10 +159,7 @@ def report(rows: list[dict], record: bool) -> None:
             f"| {1000 * r['seconds'] / r['iterations']:.1f} | {r['raster_forward']:.1f} "
             f"| {r['raster_backward']:.1f} | {100 * raster / r['seconds']:.0f} % | {others} |"
         )
-    text = "\n".join(["## Where a fit's time goes (issue: seconds, not minutes)", "", *lines])
-    print(text)
-    if record:
-        record_section("profile", text)
+    _publish("Where a fit's time goes", lines, "profile", record)
 
 
 def main() -> None:

@@ -173,7 +173,9 @@ def refinement_gain(
 
     from napari_sgi.core.refine import refine
 
+    # Refinement leaves the context model, and so the coding distributions, as they are.
+    models = model.entropy_models(0)
     trial = copy.deepcopy(model)
-    before = stored_psnr(model, target, model.entropy_models(0), backend)
+    before = stored_psnr(model, target, models, backend)
     refine(trial, target, steps, lmbda, distortion, backend=backend, on_step=on_step)
-    return stored_psnr(trial, target, trial.entropy_models(0), backend) - before
+    return stored_psnr(trial, target, models, backend) - before
