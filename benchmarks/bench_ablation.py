@@ -99,6 +99,11 @@ LEVERS: dict[str, tuple] = {
         {"seed_layout": "adaptive"},
         {"napari_sgi.core.presets:LAMBDA_SCALE": 2.0},
     ),
+    "cosine": (
+        "learning rates decay on a cosine in log space (not evenly): high longer, low at the end",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.schedule:DECAY_SHAPE": "cosine"},
+    ),
     "f8": (
         "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
         {"seed_layout": "adaptive", "feature_dim": 8},

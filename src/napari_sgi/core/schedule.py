@@ -21,6 +21,9 @@ LEVEL_WARMUP = 0.04
 RATE_PHASE = 0.20
 # Steps per level, relative: the coarsest, each level between, the finest (the paper's 1:2:2).
 COARSEST_WEIGHT, MIDDLE_WEIGHT, FINEST_WEIGHT = 1, 2, 2
+# How rates move from initial to final (in log space): "exponential" at an even pace, or "cosine",
+# slow at both ends (Cool-chic's decay for short runs); benchmarks vary it (bench_ablation).
+DECAY_SHAPE = "exponential"
 
 # (initial, final) learning rates per parameter group (sgi-method §8); equal values are constant.
 # Final rates are sqrt(initial * nominal final): where the reference's decay stops (see above).
@@ -114,4 +117,6 @@ class Schedule:
             final = initial * self.constant_decay
         start = self.rate_start if group in RATE_PHASE_GROUPS else 0
         t = min(max((step - start) / max(self.iterations - 1 - start, 1), 0.0), 1.0)
+        if DECAY_SHAPE == "cosine":
+            t = 0.5 * (1 - math.cos(math.pi * t))
         return scale * math.exp((1 - t) * math.log(initial) + t * math.log(final))
