@@ -2,7 +2,8 @@
 lives in pyproject.toml.
 
 Both are plain C ABI shared libraries, loaded with ctypes. The rasterizer
-(``napari_sgi.core._raster_cpu``) holds every instruction-set variant; the variant is chosen at run
+(``napari_sgi.core._raster_cpu``, with the training steps' seed decode of
+``napari_sgi.core._decode_cpu``) holds every instruction-set variant; the variant is chosen at run
 time, so no flag here may tie the build to the machine that compiles it. The decoder
 (``napari_sgi.codec.native_decoder``) decodes torchac's streams without holding the GIL.
 """
@@ -28,7 +29,7 @@ COMPILE_ARGS = [
 
 raster_kernel = Extension(
     "napari_sgi.core._raster_kernel",
-    sources=[f"{RASTER_KERNELS}/raster_kernel.cpp"],
+    sources=[f"{RASTER_KERNELS}/raster_kernel.cpp", f"{RASTER_KERNELS}/gaussian_decode.cpp"],
     depends=[f"{RASTER_KERNELS}/raster_body.inc"],
     language="c++",
     extra_compile_args=COMPILE_ARGS,

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from napari_sgi.core.device import fused_adam
 from napari_sgi.core.entropy import GroupModel, add_uniform_noise, base_steps, rate_bits_per_value
 from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
+from napari_sgi.core.metrics import clamped_mse, distortion
 from napari_sgi.core.model import Attributes, ModelConfig, SGIModel
 from napari_sgi.core.presets import FitConfig
 from napari_sgi.core.rate_control import (
@@ -139,7 +141,9 @@ def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:
         "mlp_context": [p for n, p in context if not n.startswith("grid.")],  # MLP or prior
     }
     param_groups = [{"params": params, "name": name, "lr": 0.0} for name, params in groups.items()]
-    optimizer = torch.optim.Adam(param_groups, betas=(0.9, 0.999), eps=1e-15)
+    optimizer = torch.optim.Adam(
+        param_groups, betas=(0.9, 0.999), eps=1e-15, fused=fused_adam(model.features)
+    )
     return optimizer, {g["name"]: g for g in optimizer.param_groups}
 
 
@@ -325,19 +329,15 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
             if quality is not None and level == 0:
                 lmbda = quality.update(stored_psnr(model, pyramid[0], models, backend))
         attributes = _noised(model, mode, level, generator, models)
-        render = model.render(level, attributes, backend=backend)
+        render = model.training_render(level, attributes, backend=backend)
         target = pyramid[level]
-        error = render - target
-        distortion = torch.mean(error * error if config.distortion == "mse" else torch.abs(error))
-        loss = distortion
+        loss = distortion(render, target, config.distortion)
         if mode == "adaptive" and lmbda > 0:
             loss = loss + lmbda * _rate(model, config, generator, models)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        with torch.no_grad():
-            mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
-        report(step, level, loss.item(), mse, mode)
+        report(step, level, loss.item(), clamped_mse(render, target), mode)
     if config.refine_steps:
         refine(
             model,

@@ -23,6 +23,33 @@ def psnr(image: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     return 10.0 * math.log10(data_range**2 / mse)
 
 
+def distortion(render: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """A fit's distortion term: mean squared (``"mse"``) or absolute (``"l1"``) error, one fused
+    op forward and one backward (a training step takes it on every render).
+
+    Examples
+    --------
+    >>> float(distortion(torch.full((1, 2, 2), 0.5), torch.zeros(1, 2, 2), "l1"))
+    0.5
+    """
+    if kind == "mse":
+        return F.mse_loss(render, target)
+    return F.l1_loss(render, target)
+
+
+def clamped_mse(render: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean squared error of ``render`` clamped to [0, 1], as a file would store it, without
+    gradients: what a fit's progress reports turn into PSNR.
+
+    Examples
+    --------
+    >>> clamped_mse(torch.full((1, 2, 2), 1.5), torch.full((1, 2, 2), 0.5))
+    0.25
+    """
+    with torch.no_grad():
+        return float(F.mse_loss(render.clamp(0, 1), target))
+
+
 def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
     coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))

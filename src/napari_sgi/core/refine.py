@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import torch
 
+from napari_sgi.core import metrics
+from napari_sgi.core.device import fused_adam
 from napari_sgi.core.entropy import quantize, rate_bits_per_value
 from napari_sgi.core.model import Attributes, SGIModel
 
@@ -89,7 +91,9 @@ def refine(
         distributions = model.entropy_models(0)
     parameters = _parameters(model)
     optimizer = torch.optim.Adam(
-        [{"params": p, "lr": REFINE_RATES[name]} for name, p in parameters.items()], eps=1e-15
+        [{"params": p, "lr": REFINE_RATES[name]} for name, p in parameters.items()],
+        eps=1e-15,
+        fused=fused_adam(model.features),
     )
     initial = [group["lr"] for group in optimizer.param_groups]
     tracked = [p for group in parameters.values() for p in group]
@@ -103,11 +107,10 @@ def refine(
                 name: quantize(values, distributions[name].step)
                 for name, values in model.attributes().as_groups().items()
             }
-            render = model.render(
+            render = model.training_render(
                 0, Attributes.from_groups(rounded, model.config.gaussians_per_seed), backend=backend
             )
-            error = render - target
-            loss = torch.mean(error * error if distortion == "mse" else torch.abs(error))
+            loss = metrics.distortion(render, target, distortion)
             if lmbda > 0:
                 loss = loss + lmbda * rate_bits_per_value(rounded, distributions)
             # The loss is that of the parameters before this step's update: remember them.
@@ -117,9 +120,7 @@ def refine(
             loss.backward()
             optimizer.step()
             if on_step is not None:
-                with torch.no_grad():
-                    mse = float(torch.mean((render.clamp(0, 1) - target) ** 2))
-                on_step(step, best_loss, mse)
+                on_step(step, best_loss, metrics.clamped_mse(render, target))
     finally:
         _keep(model, tracked, best, distributions)
     return best_loss
