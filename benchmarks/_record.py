@@ -32,10 +32,15 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory}, torch {torch.__version__}"
 
 
-def git_revision() -> str:
+def git_revision(checkout: str | Path | None = None) -> str:
+    """The short revision of ``checkout`` (default: the working directory's repository)."""
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=checkout,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

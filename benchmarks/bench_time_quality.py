@@ -2,7 +2,8 @@
 
 Run:  python benchmarks/bench_time_quality.py measure [--images nuclei ihc] [--density 0.01]
           [--iterations 750 1500 3000 6000 12500] [--label today] [--set KEY=VALUE ...]
-      python benchmarks/bench_time_quality.py report
+          [--code CHECKOUT]
+      python benchmarks/bench_time_quality.py report [--goal today] [--labels today ...]
 
 Each fit is the ``default`` preset on the image (its own K, levels and λ) at one density, run by
 ``compress`` in a fresh process with torch's default threads; its seconds are the wall time of
@@ -14,12 +15,18 @@ whose fit comes within 0.05 dB of the 12500-step fit of ``today`` at equal size.
 in benchmarks/results/time_quality.jsonl by (image, label, settings, density, iterations); the
 report is recorded in docs/benchmarks.md ("time-quality"). Timings: one fit at a time (run it
 under ``flock /tmp/bench.lock`` on a shared machine).
+
+``--code`` fits with another checkout's package (its ``src`` first on the path, its compiled
+kernels built in place: ``python setup.py build_ext --inplace`` there), so that an older revision
+and today's are timed in the same run; the row records that checkout's revision. ``--goal`` names
+the series whose 12500-step fit sets the quality the others must reach.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,14 +112,21 @@ def measure(args) -> None:
                 f"print(json.dumps(child({name!r}, {args.density!r}, {iterations!r}, "
                 f"{settings!r})))"
             )
+            env = dict(os.environ)
+            revision = git_revision()
+            if args.code:
+                source = str(Path(args.code).resolve() / "src")
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+                revision = git_revision(args.code)
             out = subprocess.run(
                 [sys.executable, "-c", code],
                 capture_output=True,
                 text=True,
                 check=True,
                 cwd=Path(__file__).resolve().parent.parent,
+                env=env,
             )
-            row.update(json.loads(out.stdout.strip().splitlines()[-1]), revision=git_revision())
+            row.update(json.loads(out.stdout.strip().splitlines()[-1]), revision=revision)
             append_row(RESULTS, row)
             print(
                 f"{name:7s} {args.label:8s} {iterations:6d} steps {row['seconds']:6.1f} s "
@@ -144,14 +158,20 @@ def at_equal_size(row: dict, curve: tuple[list[float], list[float]]) -> float | 
 
 def report(args) -> str:
     rows = sorted(load_rows().values(), key=lambda r: (r["image"], r["label"], r["iterations"]))
+    rows = [r for r in rows if not args.labels or r["label"] in args.labels]
     lines = [
         "## Time to quality at 512x512 (issue: seconds, not minutes)",
         "",
         f"`python benchmarks/bench_time_quality.py measure ...` then `report`; revision(s) "
         f"{', '.join(sorted({r['revision'] for r in rows}))}; {machine_description()}.",
         "",
-        "Δ at equal size: the fit's PSNR minus that of the image's 12500-step curve of today's "
-        "default (ablation table, `adaptive`) at the fit's rate.",
+        "Δ at equal size: the fit's PSNR minus that of the image's 12500-step curve of the "
+        "default (ablation table, `adaptive`) at the fit's rate. Series, code: "
+        + ", ".join(
+            f"`{label}` {', '.join(sorted({r['revision'] for r in rows if r['label'] == label}))}"
+            for label in sorted({r["label"] for r in rows})
+        )
+        + ".",
         "",
         "| image | series | density | steps | seconds | bpp | PSNR (dB) | Δ at equal size |",
         "|---|---|---|---|---|---|---|---|",
@@ -170,7 +190,7 @@ def report(args) -> str:
                 f"| {r['seconds']:.1f} | {r['bpp']:.3f} | {r['psnr']:.2f} "
                 f"| {'–' if delta is None else f'{delta:+.2f}'} |"
             )
-        goal = [r for r in mine if r["label"] == "today" and r["iterations"] == 12500]
+        goal = [r for r in mine if r["label"] == args.goal and r["iterations"] == 12500]
         if not goal or deltas[id(goal[0])] is None:
             continue
         for label in sorted({r["label"] for r in mine}):
@@ -186,9 +206,9 @@ def report(args) -> str:
                 "never"
                 if best is None
                 else f"{best['seconds']:.0f} s ({best['iterations']} steps, "
-                f"x{best['seconds'] / goal[0]['seconds']:.2f} of today's 12500-step fit)"
+                f"x{best['seconds'] / goal[0]['seconds']:.2f} of {args.goal}'s 12500-step fit)"
             )
-            summary.append(f"- {name}, {label}: today's 12500-step quality in {text}")
+            summary.append(f"- {name}, {label}: {args.goal}'s 12500-step quality in {text}")
     markdown = "\n".join(lines + ["", *summary])
     print(markdown)
     if not args.no_record:
@@ -205,7 +225,10 @@ def main() -> None:
     go.add_argument("--iterations", nargs="+", type=int, default=[750, 1500, 3000, 6000, 12500])
     go.add_argument("--label", default="today")
     go.add_argument("--set", nargs="*", default=[], help="FitConfig fields, e.g. levels=3")
+    go.add_argument("--code", help="a checkout whose package to fit with (an older revision)")
     show = sub.add_parser("report")
+    show.add_argument("--goal", default="today", help="the series whose 12500 steps set the bar")
+    show.add_argument("--labels", nargs="+", help="the series to show (default: all)")
     show.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     measure(args) if args.command == "measure" else report(args)
