@@ -195,7 +195,6 @@ def warm_up() -> None:
     try:
         import dask.array as da
         import torch  # noqa: F401
-        import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimiser
 
         import napari_sgi.api  # noqa: F401
         import napari_sgi.codec.bit_stream  # noqa: F401

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from napari_sgi.core.device import fused_adam
+from napari_sgi.core.adam import Adam
 from napari_sgi.core.entropy import GroupModel, add_uniform_noise, base_steps, rate_bits_per_value
 from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
@@ -129,7 +129,7 @@ def auto_grid_levels(seed_count: int) -> int:
     return max(6, sum(1 for r in RESOLUTIONS if r <= limit))
 
 
-def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:
+def _optimizer(model: SGIModel) -> tuple[Adam, dict[str, dict]]:
     context = list(model.context.named_parameters())
     groups = {
         "offsets": [model.offsets],
@@ -141,9 +141,7 @@ def _optimizer(model: SGIModel) -> tuple[torch.optim.Adam, dict[str, dict]]:
         "mlp_context": [p for n, p in context if not n.startswith("grid.")],  # MLP or prior
     }
     param_groups = [{"params": params, "name": name, "lr": 0.0} for name, params in groups.items()]
-    optimizer = torch.optim.Adam(
-        param_groups, betas=(0.9, 0.999), eps=1e-15, fused=fused_adam(model.features)
-    )
+    optimizer = Adam(param_groups, betas=(0.9, 0.999), eps=1e-15)
     return optimizer, {g["name"]: g for g in optimizer.param_groups}
 
 

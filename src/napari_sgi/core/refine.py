@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from napari_sgi.core import metrics
-from napari_sgi.core.device import fused_adam
+from napari_sgi.core.adam import Adam
 from napari_sgi.core.entropy import quantize, rate_bits_per_value
 from napari_sgi.core.model import Attributes, SGIModel
 
@@ -90,10 +90,8 @@ def refine(
     with torch.no_grad():  # the entropy model does not train here: its outputs are constants
         distributions = model.entropy_models(0)
     parameters = _parameters(model)
-    optimizer = torch.optim.Adam(
-        [{"params": p, "lr": REFINE_RATES[name]} for name, p in parameters.items()],
-        eps=1e-15,
-        fused=fused_adam(model.features),
+    optimizer = Adam(
+        [{"params": p, "lr": REFINE_RATES[name]} for name, p in parameters.items()], eps=1e-15
     )
     initial = [group["lr"] for group in optimizer.param_groups]
     tracked = [p for group in parameters.values() for p in group]
