@@ -104,6 +104,10 @@ LEVERS: dict[str, tuple] = {
         {"seed_layout": "adaptive"},
         {"napari_sgi.core.schedule:DECAY_SHAPE": "cosine"},
     ),
+    "subset1": (
+        "the rate term over every seed at every step (not a random 5 %, at least 64 seeds)",
+        {"seed_layout": "adaptive", "rate_subset": 1.0},
+    ),
     "f8": (
         "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
         {"seed_layout": "adaptive", "feature_dim": 8},
