@@ -5,14 +5,16 @@ Run:  flock /tmp/bench.lock python benchmarks/bench_regions.py [--size 2048] [--
 
 A ``size`` x ``size`` uint16 mosaic of real crops (:func:`bench_volume.build_mosaic`), regions of
 1024 pixels (4 for 2048x2048), compressed by :func:`napari_sgi.compress` with preset ``fast`` into
-a `.sgi` file, ``repeats`` times for every worker count, round robin (``compress_slice``'s
-``region_workers``; ``compress`` has no option for it, its default is one worker per core, so each
-run fixes it). Each run is its own process, started after the one before ended and once the
-machine's other work uses under 0.1 core (waiting at most ``wait`` seconds), and reports the wall
-time of the call (the workers' start included), the CPU seconds of the process and its workers,
-their peak resident memory (the largest process, and the sum of all of them, sampled every 0.2 s),
-the cores other processes used meanwhile (a shared machine: such a run got less than all cores),
-the 1-minute load average before it, and the SHA-256 of the file: the files must be identical.
+a `.sgi` file, ``repeats`` times for every worker count, round robin (``compress``'s
+``region_workers``; its default is one worker per core, so each run sets it). Until 2026-12-07 the
+runs set it by wrapping ``compress_slice``, which the scheduler had since come to call with an
+explicit ``region_workers`` (96bb683): from then on both rows ran with the default, two workers.
+Each run is its own process, started after the one before ended and once the machine's other work
+uses under 0.1 core (waiting at most ``wait`` seconds), and reports the wall time of the call (the
+workers' start included), the CPU seconds of the process and its workers, their peak resident
+memory (the largest process, and the sum of all of them, sampled every 0.2 s), the cores other
+processes used meanwhile (a shared machine: such a run got less than all cores), the 1-minute load
+average before it, and the SHA-256 of the file: the files must be identical.
 
 Figures are printed and, unless ``--no-record`` or ``--quick``, recorded in docs/benchmarks.md
 ("regions"). ``--quick``: a 512x512 mosaic, regions of 256, 5 steps (a smoke run).
@@ -45,24 +47,18 @@ SAMPLE_SECONDS = 0.2
 
 def child(args: dict) -> dict:
     """One compression in this process with ``args["workers"]`` region workers; its figures."""
-    import functools
-
     import numpy as np
     import psutil
     from bench_volume import build_mosaic
 
-    import napari_sgi.encode.scheduling as scheduling  # before torch: OpenMP's wait policy
+    import napari_sgi.encode.scheduling  # noqa: F401 - before torch: OpenMP's wait policy
     from napari_sgi import compress
-    from napari_sgi.encode.slices import compress_slice
 
     image = build_mosaic(args["size"])
     with tempfile.TemporaryDirectory() as folder:
         # One-off imports and compilations (torch, the rasterizer, torchac) out of the timer.
         warm = np.arange(48 * 48, dtype=np.uint16).reshape(48, 48)
         compress(warm, Path(folder) / "warm.sgi", preset="fast", iterations=2, device="cpu")
-        scheduling.compress_slice = functools.partial(
-            compress_slice, region_workers=args["workers"]
-        )
         peak = _PeakMemory(psutil.Process())
         load = os.getloadavg()[0]
         busy, cpu, started = machine_busy_seconds(), _cpu_seconds(), time.perf_counter()
@@ -75,6 +71,7 @@ def child(args: dict) -> dict:
                 device="cpu",
                 region_size=args["region_size"],
                 region_margin=REGION_MARGIN,
+                region_workers=args["workers"],
             )
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         others = machine_busy_seconds() - busy - cpu  # what other processes took meanwhile

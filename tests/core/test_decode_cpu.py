@@ -92,3 +92,12 @@ def test_same_result_on_any_number_of_threads():
         outputs.append((means, conics, bounds, grads[0]))
     for other in outputs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(outputs[0], other, strict=True))
+
+
+def test_training_render_is_the_render_to_float32_rounding():
+    model = _model(channels=3)
+    for level in (0, 1):
+        expected = model.render(level)
+        torch.testing.assert_close(model.training_render(level), expected, rtol=1e-5, atol=1e-5)
+    # Elsewhere than the compiled kernel it is the render itself.
+    assert torch.equal(model.training_render(1, backend="torch"), model.render(1, backend="torch"))
