@@ -108,6 +108,10 @@ LEVERS: dict[str, tuple] = {
         "the rate term over every seed at every step (not a random 5 %, at least 64 seeds)",
         {"seed_layout": "adaptive", "rate_subset": 1.0},
     ),
+    "k4": (
+        "4 Gaussians a seed (not 6 on one channel, 10 on RGB): more seeds at the same density",
+        {"seed_layout": "adaptive", "gaussians_per_seed": 4},
+    ),
     "f8": (
         "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
         {"seed_layout": "adaptive", "feature_dim": 8},
