@@ -58,6 +58,10 @@ LEVERS: dict[str, tuple] = {
         {**UNIFORM, "rate_phase": 0.8},
     ),
     "adaptive": ("seeds placed from a coded map of local detail", {"seed_layout": "adaptive"}),
+    "rate0.1": (
+        "rate term, entropy model, adaptive noise: last 10 % (not 20 %): fewer costly steps",
+        {"seed_layout": "adaptive", "rate_phase": 0.1},
+    ),
     "refine0.15": (
         "15 % of the steps refine the rounded attributes (not 4 %)",
         {**UNIFORM, "refine": 0.15},
