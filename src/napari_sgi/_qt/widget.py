@@ -371,6 +371,9 @@ class SGIWidget(SettingsMixin, Container):
         except Exception as exc:  # noqa: BLE001 - added at once (napari internals missing)
             self._stop_adding()
             self._not_shown(exc)
+        # Adding is work the user can cancel: the buttons say so whatever the worker's signals
+        # set before it began (a CI run once found Cancel disabled here, not reproduced since).
+        self._set_running(self.busy)
 
     def _not_shown(self, exc: Exception) -> None:
         self.comparison.release_grid()
