@@ -336,7 +336,7 @@ def _check_tile_entries(model) -> None:
     """
     import torch
 
-    from napari_sgi.core.image import level_shape
+    from napari_sgi.core.image import level_factors, level_shape
     from napari_sgi.core.raster_rules import TILE, gaussian_pixel_bounds
 
     with torch.no_grad():
@@ -346,9 +346,9 @@ def _check_tile_entries(model) -> None:
     level = 0
     while True:
         rows, cols = level_shape(height, width, level)
-        fx, fy = cols / width, rows / height  # as SGIModel.level_gaussians scales them
-        scale = torch.tensor([fx, fy], dtype=means.dtype)
-        conic_scale = torch.tensor([1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)], dtype=means.dtype)
+        mean_factors, conic_factors = level_factors(height, width, level)
+        scale = torch.tensor(mean_factors, dtype=means.dtype)
+        conic_scale = torch.tensor(conic_factors, dtype=means.dtype)
         box = gaussian_pixel_bounds(means * scale, conics * conic_scale, rows, cols).long()
         tiles = ((box[:, 2] - box[:, 0] + TILE - 1) // TILE) * (
             (box[:, 3] - box[:, 1] + TILE - 1) // TILE

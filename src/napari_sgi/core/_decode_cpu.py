@@ -26,7 +26,7 @@ import functools
 import torch
 
 from napari_sgi.core._raster_cpu import _F32, _I32, _check, _library, _ptr, kernel_threads
-from napari_sgi.core.image import level_shape
+from napari_sgi.core.image import level_factors, level_shape
 
 _I64 = ctypes.c_int64
 _FLOATS = [ctypes.c_float] * 5  # scale_x, scale_y, and the conic's three factors
@@ -54,15 +54,6 @@ def _decoder() -> ctypes.CDLL:
     return lib
 
 
-def level_factors(model, level: int) -> tuple[tuple[int, int], list[float]]:
-    """The level's ``(height, width)`` and the float32 factors that scale means and conics to it,
-    as :meth:`.SGIModel.level_gaussians` computes them: ``[fx, fy, 1/fx², 1/(fx fy), 1/fy²]``."""
-    height, width = level_shape(model.config.height, model.config.width, level)
-    fx, fy = width / model.config.width, height / model.config.height
-    factors = [fx, fy, 1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)]
-    return (height, width), torch.tensor(factors, dtype=torch.float32).tolist()
-
-
 def level_gaussians_cpu(model, level: int = 0, attributes=None):
     """What ``model.level_gaussians(level, attributes)`` returns, plus the rasterizer's boxes
     (``gaussian_pixel_bounds`` of those means and conics), through the compiled decode.
@@ -71,10 +62,12 @@ def level_gaussians_cpu(model, level: int = 0, attributes=None):
     int32; the first three are differentiable in the attributes and the MLPs' weights.
     """
     attributes = attributes or model.attributes()
-    k = model.config.gaussians_per_seed
-    cov = model.mlp_cov(attributes.features).reshape(-1, k, 3)  # [N, K, 3]
-    colors = model.mlp_color(attributes.features).reshape(-1, model.config.channels)
-    size, factors = level_factors(model, level)
+    cov, colors = model.mlp_outputs(attributes.features)  # [N, K, 3], [N*K, C]
+    height, width = model.config.height, model.config.width
+    mean_factors, conic_factors = level_factors(height, width, level)
+    # float32 values, as SGIModel.level_gaussians multiplies by them
+    factors = torch.tensor(mean_factors + conic_factors, dtype=torch.float32).tolist()
+    size = level_shape(height, width, level)
     means, conics, bounds = _DecodeCpu.apply(
         model.anchors, attributes.offsets, attributes.log_scaling, cov, size, factors
     )

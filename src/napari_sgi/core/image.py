@@ -118,6 +118,21 @@ def level_shape(height: int, width: int, level: int) -> tuple[int, int]:
     return max(1, round(height / factor)), max(1, round(width / factor))
 
 
+def level_factors(height: int, width: int, level: int) -> tuple[list[float], list[float]]:
+    """What takes full-resolution Gaussians to pyramid level ``level``: the factors ``[fx, fy]``
+    of their means (the level's exact per-axis pixel ratio) and ``[1/fx², 1/(fx fy), 1/fy²]`` of
+    their conics.
+
+    Examples
+    --------
+    >>> level_factors(100, 200, 1)
+    ([0.5, 0.5], [4.0, 4.0, 4.0])
+    """
+    rows, cols = level_shape(height, width, level)
+    fx, fy = cols / width, rows / height
+    return [fx, fy], [1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)]
+
+
 def build_pyramid(image, levels: int) -> list:
     """Levels ``[full, 1/2, 1/4, ...]`` of a ``[C, H, W]`` tensor, each resized from the original.
 

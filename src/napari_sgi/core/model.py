@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from napari_sgi.core.entropy import ContextModel, GroupModel, quantize
-from napari_sgi.core.image import level_shape
+from napari_sgi.core.image import level_factors, level_shape
 from napari_sgi.core.rasterize import rasterize_sum
 from napari_sgi.core.seeds import SeedGrid, initial_log_scaling
 
@@ -177,6 +177,12 @@ class SGIModel(nn.Module):
         return Attributes.from_groups(groups, self.config.gaussians_per_seed)
 
     # -- Gaussians --------------------------------------------------------------------------------
+    def mlp_outputs(self, features: torch.Tensor):  # [N, F]
+        """The covariance MLP's raw output ``[N, K, 3]`` (two sizes, an angle) and the colours
+        ``[N*K, C]``, seed-major."""
+        k, c = self.config.gaussians_per_seed, self.config.channels
+        return self.mlp_cov(features).reshape(-1, k, 3), self.mlp_color(features).reshape(-1, c)
+
     def gaussians(self, attributes: Attributes | None = None):
         """Decode seeds into Gaussians in full-resolution pixels.
 
@@ -185,10 +191,9 @@ class SGIModel(nn.Module):
         means ``[N*K, 2]``, conics ``[N*K, 3]``, colors ``[N*K, C]``, seed-major (index n*K + k).
         """
         attributes = attributes or self.attributes()
-        k, c = self.config.gaussians_per_seed, self.config.channels
         scaling = torch.exp(attributes.log_scaling)  # [N, 4]
         means = self.anchors[:, None, :] + attributes.offsets * scaling[:, None, :2]  # [N, K, 2]
-        cov = self.mlp_cov(attributes.features).reshape(-1, k, 3)
+        cov, colors = self.mlp_outputs(attributes.features)
         s1 = scaling[:, None, 2] * torch.sigmoid(cov[..., 0])  # [N, K]
         s2 = scaling[:, None, 3] * torch.sigmoid(cov[..., 1])
         cos, sin = torch.cos(cov[..., 2]), torch.sin(cov[..., 2])
@@ -202,18 +207,14 @@ class SGIModel(nn.Module):
             ],
             -1,
         )
-        colors = self.mlp_color(attributes.features).reshape(-1, k, c)
-        return means.reshape(-1, 2), conics.reshape(-1, 3), colors.reshape(-1, c)
+        return means.reshape(-1, 2), conics.reshape(-1, 3), colors
 
     def level_gaussians(self, level: int = 0, attributes: Attributes | None = None):
         """Gaussians in the pixels of pyramid level ``level``: means, conics, colors."""
         means, conics, colors = self.gaussians(attributes)
-        height, width = level_shape(self.config.height, self.config.width, level)
-        fx, fy = width / self.config.width, height / self.config.height
-        scale = torch.tensor([fx, fy], dtype=means.dtype, device=means.device)
-        conic_scale = torch.tensor(
-            [1 / (fx * fx), 1 / (fx * fy), 1 / (fy * fy)], dtype=conics.dtype, device=conics.device
-        )
+        mean_factors, conic_factors = level_factors(self.config.height, self.config.width, level)
+        scale = torch.tensor(mean_factors, dtype=means.dtype, device=means.device)
+        conic_scale = torch.tensor(conic_factors, dtype=conics.dtype, device=conics.device)
         return means * scale, conics * conic_scale, colors
 
     def render(
