@@ -2,6 +2,7 @@ import torch
 
 from napari_sgi.core.entropy import (
     ContextModel,
+    GroupModel,
     base_steps,
     discretized_gaussian_bits,
     quantize,
@@ -111,6 +112,33 @@ def test_a_context_model_without_grid_gives_every_seed_the_same_calibrated_prior
     context.calibrate(coords, values)
     models = context(coords)
     for name, group in models.items():
-        assert torch.equal(group.mean, group.mean[:1].expand_as(group.mean))
+        # one row for all seeds, broadcast where it is used
+        assert group.mean.shape == group.scale.shape == (1, values[name].shape[1])
+        assert group.step.shape == (1, 1)
         assert torch.allclose(group.mean[0], values[name].mean(0), atol=1e-5)
         assert torch.allclose(group.scale[0], values[name].std(0, unbiased=False), rtol=1e-3)
+
+
+def test_shared_distributions_price_seeds_as_their_copies_do():
+    """A row shared by every seed gives the same bits and gradients as one copy per seed."""
+    torch.manual_seed(0)
+    context = ContextModel(4, 3, grid_levels=0)
+    with torch.no_grad():
+        context.prior.normal_()
+    values = {name: torch.randn(40, dim) for name, dim in context.dims.items()}
+    seeds = torch.tensor([3, 7, 11, 30])
+    shared = {name: g.rows(seeds) for name, g in context(torch.rand(40, 2)).items()}
+    rate = rate_bits_per_value({n: v[seeds] for n, v in values.items()}, shared)
+    (shared_grad,) = torch.autograd.grad(rate, context.prior)
+    copies = {
+        name: GroupModel(g.mean.expand(40, -1), g.scale.expand(40, -1), g.step.expand(40, 1))
+        for name, g in context(torch.rand(40, 2)).items()
+    }
+    copies = {
+        name: GroupModel(g.mean[seeds], g.scale[seeds], g.step[seeds]) for name, g in copies.items()
+    }
+    copied_rate = rate_bits_per_value({n: v[seeds] for n, v in values.items()}, copies)
+    (copied_grad,) = torch.autograd.grad(copied_rate, context.prior)
+    assert torch.allclose(rate, copied_rate, rtol=1e-6)
+    assert torch.allclose(shared_grad, copied_grad, rtol=1e-5, atol=1e-7)
+    assert shared_grad.abs().sum() > 0

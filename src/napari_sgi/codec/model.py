@@ -85,8 +85,8 @@ def coding_distributions(model: SGIModel) -> dict[str, tuple[np.ndarray, np.ndar
         g = groups[name]
         step = torch.round(g.step * 2.0**STEP_SNAP_BITS) / 2.0**STEP_SNAP_BITS
         step = torch.clamp(step, min=2.0**-STEP_SNAP_BITS)
-        step = step.expand_as(g.mean)
-        out[name] = (g.mean.numpy().ravel(), g.scale.numpy().ravel(), step.numpy().ravel())
+        shape = (len(coords), g.mean.shape[1])  # shared distributions come as one row
+        out[name] = tuple(t.detach().expand(shape).numpy().ravel() for t in (g.mean, g.scale, step))
     return out
 
 

@@ -36,9 +36,15 @@ def base_steps(level: int) -> dict[str, float]:
 class GroupModel:
     """Per-seed distribution of one attribute group: value ~ N(mean, scale), step ``step``."""
 
-    mean: torch.Tensor  # [N, D]
-    scale: torch.Tensor  # [N, D], > 0
-    step: torch.Tensor  # [N, 1], broadcast over D
+    mean: torch.Tensor  # [N, D], or [1, D] shared by every seed (a model without context)
+    scale: torch.Tensor  # [N, D] or [1, D], > 0
+    step: torch.Tensor  # [N, 1] or [1, 1], broadcast over D
+
+    def rows(self, seeds: torch.Tensor) -> GroupModel:
+        """The distributions of the seeds ``seeds`` [S] (shared ones stay one row)."""
+        if self.mean.shape[0] == 1:
+            return self
+        return GroupModel(self.mean[seeds], self.scale[seeds], self.step[seeds])
 
 
 class ContextModel(nn.Module):
@@ -98,8 +104,12 @@ class ContextModel(nn.Module):
         return self.grid.bits() if self.grid is not None else 0.0
 
     def forward(self, coords: torch.Tensor, level: int = 0) -> dict[str, GroupModel]:
-        """Distributions of the attributes of seeds at normalised positions ``coords`` [N, 2]."""
-        out = self.raw(coords)
+        """Distributions of the attributes of seeds at normalised positions ``coords`` [N, 2].
+
+        Without context (``grid_levels=0``) every seed has the same distributions: they come as
+        one row ``[1, D]`` that broadcasts over the seeds, rather than N copies of it.
+        """
+        out = self.prior[None] if self.prior is not None else self.raw(coords)
         q0 = base_steps(level)
         models, start = {}, 0
         step_logits = out[:, -len(GROUPS) :]

@@ -184,10 +184,7 @@ def _rate(
     n = model.config.seed_count
     subset_size = min(n, max(64, round(config.rate_subset * n)))
     subset = torch.randperm(n, generator=generator)[:subset_size].to(model.anchors.device)
-    models = {
-        name: GroupModel(g.mean[subset], g.scale[subset], g.step[subset])
-        for name, g in all_models.items()
-    }
+    models = {name: g.rows(subset) for name, g in all_models.items()}
     values = {
         name: add_uniform_noise(v[subset], models[name].step, generator)
         for name, v in model.attributes().as_groups().items()
