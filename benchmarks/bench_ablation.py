@@ -120,6 +120,10 @@ LEVERS: dict[str, tuple] = {
         "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
         {"seed_layout": "adaptive", "feature_dim": 8},
     ),
+    "levels5": (
+        "5 pyramid levels (not 4): coarsest 32 pixels on 512x512, 16 on 256x256",
+        {"seed_layout": "adaptive", "levels": 5},
+    ),
 }
 
 
