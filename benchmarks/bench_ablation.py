@@ -120,6 +120,12 @@ LEVERS: dict[str, tuple] = {
         "8 features a seed (not 4): more for the MLPs to decode, more bytes a seed",
         {"seed_layout": "adaptive", "feature_dim": 8},
     ),
+    "step0.4": (
+        "adaptive steps start the rate phase at 0.4x their base step (not 1x), where 3000-step "
+        "fits left them",
+        {"seed_layout": "adaptive"},
+        {"napari_sgi.core.entropy:INITIAL_STEP_FACTOR": 0.4},
+    ),
     "levels5": (
         "5 pyramid levels (not 4): coarsest 32 pixels on 512x512, 16 on 256x256",
         {"seed_layout": "adaptive", "levels": 5},

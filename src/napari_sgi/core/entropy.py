@@ -8,6 +8,7 @@ a small Gaussian never rounds to a zero size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,9 @@ from napari_sgi.core.hashgrid import RESOLUTIONS, BinaryHashGrid
 Q0_FEATURE = 1.0
 Q0_LOG_SCALING = 1.0 / 16.0
 MIN_PROBABILITY = 1e-6
+# Where calibration starts each group's adaptive step, as a multiple of its base step (in (0, 2));
+# benchmarks vary it (bench_ablation).
+INITIAL_STEP_FACTOR = 1.0
 GROUPS = ("features", "log_scaling", "offsets")
 
 
@@ -150,6 +154,9 @@ class ContextModel(nn.Module):
             # inverse softplus: log(exp(y) - 1)
             bias[start + dim : start + 2 * dim] += torch.log(torch.expm1(spread)) - raw_scale
             start += 2 * dim
+        if INITIAL_STEP_FACTOR != 1.0:
+            logits = out[:, -len(GROUPS) :].mean(0)
+            bias[-len(GROUPS) :] += math.atanh(INITIAL_STEP_FACTOR - 1.0) - logits
 
 
 def discretized_gaussian_bits(
