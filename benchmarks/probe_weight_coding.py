@@ -7,8 +7,8 @@ The rate-distortion issue's lever 4 ("cheaper network weights"). Today's weights
 (``codec.weights``, ``SGW9``) stores every matrix as int8 rows with a float16 scale a row and
 every bias, and the prior of a model without context, as float16: 346 bytes on one channel
 (K=6) and 666 bytes on RGB (K=10) with the default F=4, a few percent of a small file. Each fit
-(the ``default`` preset) has its attributes coded as the encoder codes them
-(``codec.model.coding_distributions``), then its colour and covariance MLPs stored three ways:
+(the ``default`` preset) is coded by the real encoder (``codec.model.encode_model``), and its
+colour and covariance MLPs stored three ways:
 
 - ``SGW9``: the file's layout as it is (``codec.weights.store_weights``);
 - ``pow2``: every tensor on its own power-of-two step, at most its largest magnitude / 127 (so
@@ -18,7 +18,7 @@ every bias, and the prior of a model without context, as float16: 346 bytes on o
 - ``pow2+rd``: the same, each tensor's step chosen (one after the other) to minimise
   MSE + λ × bits / stored values, the fit's own trade-off.
 
-The prior stays float16 in all three. Bytes: coded attributes (ideal bits) + weights + the
+The prior stays float16 in all three. Bytes: the coded attribute sections + weights + the
 container's fixed 240 bytes (``encode.targeting.REGION_OVERHEAD_BYTES``); PSNR: the render of the
 rounded model against the image, in [0, 1].
 """
@@ -47,27 +47,8 @@ def _psnr(model, target) -> float:
     return 10 * math.log10(1 / float(((render - target) ** 2).mean()))
 
 
-def _coded_attribute_bits(model) -> float:
-    """Round the attributes in place as the encoder does; their ideal bits."""
-    import numpy as np
-    import torch
-
-    from napari_sgi.codec.model import _install, coding_distributions
-    from napari_sgi.core.entropy import GROUPS, discretized_gaussian_bits
-
-    distributions = coding_distributions(model)
-    values = {k: v.detach().double().numpy() for k, v in model.attributes().as_groups().items()}
-    decoded, bits = {}, 0.0
-    for group in GROUPS:
-        mean, scale, step = (torch.from_numpy(a)[None] for a in distributions[group])
-        decoded[group] = np.rint(values[group].ravel() / step.numpy()[0]) * step.numpy()[0]
-        bits += float(
-            discretized_gaussian_bits(
-                torch.from_numpy(decoded[group])[None], mean, scale, step
-            ).sum()
-        )
-    _install(model, decoded)
-    return bits
+def _image_mlp_parameters(model) -> list:
+    return [p for module in (model.mlp_color, model.mlp_cov) for p in module.parameters()]
 
 
 def _tensor_bits(symbols) -> float:
@@ -91,7 +72,7 @@ def _pow2_weights(model, target, lmbda: float, stored_values: int, choose: bool)
     import torch
 
     total = 0.0
-    for parameter in [p for m in (model.mlp_color, model.mlp_cov) for p in m.parameters()]:
+    for parameter in _image_mlp_parameters(model):
         weights = parameter.detach().double().numpy().copy()
         peak = float(np.abs(weights).max())
         finest = math.floor(math.log2(peak / 127)) if peak > 0 else -8
@@ -115,8 +96,11 @@ def _pow2_weights(model, target, lmbda: float, stored_values: int, choose: bool)
 
 
 def measure(image_name: str, density: float, iterations: int) -> list[dict]:
+    import torch
+
     from napari_sgi import fit_image
-    from napari_sgi.codec.weights import store_weights
+    from napari_sgi.codec.model import encode_model
+    from napari_sgi.core.entropy import GROUPS
     from napari_sgi.core.image import ValueRange, to_tensor
     from napari_sgi.encode.targeting import REGION_OVERHEAD_BYTES
 
@@ -124,20 +108,27 @@ def measure(image_name: str, density: float, iterations: int) -> list[dict]:
     target = to_tensor(image, ValueRange.of(image))
     result = fit_image(image, preset="default", iterations=iterations, density=density)
     model = result.model
-    attribute_bytes = _coded_attribute_bits(model) / 8
+    # As a file holds it: attributes, prior and weights (SGW9) rounded, the sections coded.
+    encoded = copy.deepcopy(model)
+    sections = encode_model(encoded)
+    attribute_bytes = sum(len(sections[group]) for group in GROUPS)
     stored_values = sum(v.numel() for v in model.attributes().as_groups().values())
     prior_bytes = 2 * model.context.prior.numel()
     rows = []
     for layout in ("SGW9", "pow2", "pow2+rd"):
-        trial = copy.deepcopy(model)
-        if layout == "SGW9":
-            weight_bytes = len(store_weights(trial))
-        else:
+        trial = encoded
+        weight_bytes = len(sections["weights"])
+        if layout != "SGW9":
+            # The file's attributes and prior, the image MLPs as fitted, then rounded this way.
+            trial = copy.deepcopy(encoded)
+            with torch.no_grad():
+                for mine, fitted in zip(
+                    _image_mlp_parameters(trial), _image_mlp_parameters(model), strict=True
+                ):
+                    mine.copy_(fitted)
             bits = _pow2_weights(
                 trial, target, result.config.lmbda, stored_values, layout == "pow2+rd"
             )
-            with __import__("torch").no_grad():
-                trial.context.prior.copy_(trial.context.prior.half().float())
             weight_bytes = 4 + math.ceil(bits / 8) + STREAM_HEAD_BYTES + prior_bytes
         total = attribute_bytes + weight_bytes + REGION_OVERHEAD_BYTES
         rows.append(
