@@ -28,6 +28,7 @@ from napari_sgi.core.refine import refine
 from napari_sgi.core.schedule import Schedule
 from napari_sgi.core.seed_map import seed_map_for_image
 from napari_sgi.core.seeds import seed_count_for_density
+from napari_sgi.core.settle import Settling, settle_window
 from napari_sgi.errors import FitCancelled
 
 
@@ -51,6 +52,7 @@ class FitOutcome:
     seconds: float
     history: list[FitProgress] = field(default_factory=list)
     lmbda: float = 0.0  # λ at the end: the preset's, or where rate control left it
+    steps_run: int = 0  # steps taken: ``iterations`` less those an early stop skipped
 
 
 CONTROL_INTERVAL = 25  # steps between two corrections of λ under a bit budget
@@ -296,7 +298,11 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
         if cancel is not None and cancel():
             raise FitCancelled(f"fit cancelled at step {step + 1} of {config.iterations}")
 
-    for step in range(main_steps):
+    settling = None
+    if config.settle and control is None and quality is None:
+        settling = Settling(settle_window(main_steps), config.settle)
+    steps_run, step = 0, 0
+    while step < main_steps:
         level = schedule.stage_at(step).level
         mode = schedule.noise(step)
         for name, group in groups.items():
@@ -333,6 +339,8 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
         loss.backward()
         optimizer.step()
         report(step, level, loss.item(), clamped_mse(render, target), mode)
+        steps_run += 1
+        step = _next_step(step, schedule, settling, history[-1].loss)
     if config.refine_steps:
         refine(
             model,
@@ -344,4 +352,20 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
             backend=backend,
         )
     seconds = time.perf_counter() - started
-    return FitOutcome(model, config.iterations, seconds, history, lmbda)
+    steps_run += config.refine_steps
+    return FitOutcome(model, config.iterations, seconds, history, lmbda, steps_run)
+
+
+def _next_step(step: int, schedule: Schedule, settling: Settling | None, loss: float) -> int:
+    """The step after ``step``: the next one, or with early stop the next stretch's first once
+    this stretch's loss has settled."""
+    if settling is None:
+        return step + 1
+    end = schedule.stretch_end(step)
+    if step + 1 == end:
+        settling.restart()
+        return end
+    if settling.update(loss):
+        settling.restart()
+        return end
+    return step + 1

@@ -70,6 +70,11 @@ class FitConfig:
     seed_layout
         ``"uniform"``: seeds on one jittered grid; ``"adaptive"``: more seeds where the image has
         fine detail, from a small map stored with the model (:mod:`.seed_map`).
+    settle
+        Early stop (:mod:`.settle`): the least relative fall of the mean loss from one window of
+        steps to the next that keeps a stretch of the fit (a pyramid level, the rate phase)
+        going; once it falls less, the fit moves on to the next stretch. 0: every step runs.
+        Not used while λ is steered to a target size or quality.
     target_bpp, target_psnr
         A target instead of a density (at most one): the file's bits per pixel over all channels,
         or the decoded PSNR in dB. The encoder chooses the density from short pilot fits and
@@ -92,6 +97,7 @@ class FitConfig:
     rate_phase: float = 0.2
     lr_decay: float = 1.0
     seed_layout: str = "uniform"
+    settle: float = 0.0
     target_bpp: float | None = None
     target_psnr: float | None = None
 
@@ -112,6 +118,7 @@ class FitConfig:
             "rate_phase": 0 < self.rate_phase <= 1,
             "lr_decay": 0 < self.lr_decay <= 1,
             "seed_layout": self.seed_layout in ("uniform", "adaptive"),
+            "settle": 0 <= self.settle < 1,
             "target_bpp": _positive_or_none(self.target_bpp),
             "target_psnr": _positive_or_none(self.target_psnr, 100.0),
         }

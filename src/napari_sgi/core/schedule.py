@@ -97,9 +97,30 @@ class Schedule:
         if step >= self.rate_start:
             return "adaptive"
         stage = self.stage_at(step)
-        first = stage.start == 0
-        warmup = round((START_WARMUP if first else LEVEL_WARMUP) * self.iterations)
-        return "none" if step < stage.start + warmup else "fixed"
+        return "none" if step < stage.start + self._warmup(stage) else "fixed"
+
+    def _warmup(self, stage: Stage) -> int:
+        """Steps without noise at the start of ``stage``."""
+        fraction = START_WARMUP if stage.start == 0 else LEVEL_WARMUP
+        return round(fraction * self.iterations)
+
+    def stretch_end(self, step: int) -> int:
+        """The first step after ``step`` where the level or the kind of noise changes, or the end.
+
+        A fit that stops a stretch early (:mod:`.settle`) goes on from there.
+
+        Examples
+        --------
+        >>> schedule = Schedule(15000, 3)
+        >>> schedule.stretch_end(0), schedule.stretch_end(300), schedule.stretch_end(9700)
+        (300, 3000, 12000)
+        >>> schedule.stretch_end(12000)
+        15000
+        """
+        bounds = {self.rate_start, self.iterations}
+        for stage in self.stages:
+            bounds.update((stage.start, stage.start + self._warmup(stage)))
+        return min(b for b in bounds if b > step)
 
     def learning_rate(self, group: str, step: int, scale: float = 1.0) -> float:
         """Learning rate of a parameter group at ``step``, times ``scale``.
