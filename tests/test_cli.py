@@ -26,6 +26,9 @@ def test_fit_json(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert {"psnr", "ssim", "gaussians", "seeds", "iterations", "seconds"} <= set(summary)
     assert summary["iterations"] == 12 and summary["gaussians"] == 3 * summary["seeds"]
+    assert summary["steps_run"] == 12  # too short a fit for a window of the early stop
+    assert main(["fit", str(tmp_path / "image.npy"), "--json", "--settle", "0", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["settle"] == 0
 
 
 def test_compress_info_decompress(tmp_path, capsys, ihc_crop):
@@ -74,6 +77,7 @@ def _error_cases(folder: Path) -> dict[str, list[str]]:
         "fit of a text file": ["fit", str(DATA.parent / "conftest.py")],
         "a word for a number": ["fit", png, "--iterations", "many"],
         "a negative step count": ["compress", png, *out, "--iterations", "-5"],
+        "an early stop of 1": ["fit", png, "--settle", "1"],
         "an unknown preset": ["compress", png, *sgi, "--preset", "nonsense"],
         "an unknown command": ["squeeze", png],
     }
@@ -90,11 +94,17 @@ EXPECTED = {
     "fit of a text file": "unsupported file type",
     "a word for a number": "invalid int value",
     "a negative step count": "positive integer",
+    "an early stop of 1": "a number in [0, 1)",
     "an unknown preset": "unknown preset",
 }
 
 
-USAGE_ERRORS = {"a word for a number", "a negative step count", "an unknown command"}  # status 2
+USAGE_ERRORS = {
+    "a word for a number",
+    "a negative step count",
+    "an early stop of 1",
+    "an unknown command",
+}  # status 2
 
 
 def test_every_error_is_one_line_and_a_non_zero_status(tmp_path):

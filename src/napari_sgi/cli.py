@@ -75,6 +75,7 @@ def _checked(kind: type, test: Callable[[float], bool], wanted: str) -> Callable
 _POSITIVE_INT = _checked(int, lambda value: value > 0, "a positive integer")
 _POSITIVE = _checked(float, lambda value: value > 0, "a positive number")
 _NON_NEGATIVE = _checked(float, lambda value: value >= 0, "a number >= 0")
+_FRACTION = _checked(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +95,12 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", type=_POSITIVE_INT, help="pyramid levels")
     parser.add_argument("--density", type=_POSITIVE, help="Gaussians per pixel")
     parser.add_argument("--seeds", type=_POSITIVE_INT, help="number of seeds (overrides --density)")
+    parser.add_argument(
+        "--settle",
+        type=_FRACTION,
+        help="early stop: a stretch of the fit ends once its loss falls by less than this "
+        "fraction a window (0: run every step)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -101,7 +108,15 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
 def _fit_overrides(args: argparse.Namespace) -> dict:
     return {
         name: getattr(args, name)
-        for name in ("iterations", "lmbda", "gaussians_per_seed", "levels", "density", "seeds")
+        for name in (
+            "iterations",
+            "lmbda",
+            "gaussians_per_seed",
+            "levels",
+            "density",
+            "seeds",
+            "settle",
+        )
     }
 
 
@@ -126,8 +141,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"{Path(args.image).name}: {image.shape} {image.dtype}, preset {args.preset}")
+        steps = f"{result.iterations} steps"
+        if result.steps_run < result.iterations:
+            steps = f"{result.steps_run} of {steps} (the rest settled)"
         print(
-            f"  {result.seeds} seeds, {result.gaussians} Gaussians, {result.iterations} steps "
+            f"  {result.seeds} seeds, {result.gaussians} Gaussians, {steps} "
             f"in {result.seconds:.1f} s on {result.device}"
         )
         print(f"  PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}")

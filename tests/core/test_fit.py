@@ -114,3 +114,39 @@ def test_fit_respects_the_rate_weight(nuclei_crop):
             bits.append(sum(ideal_bits(quantized, model.entropy_models(0)).values()))
     assert bits[1] < bits[0] * 0.9, bits
     assert np.isfinite(bits).all()
+
+
+def _decoded_psnr(model, image) -> float:
+    with torch.no_grad():
+        return float(psnr(model.render(0, model.quantized_attributes(0)).clamp(0, 1), image))
+
+
+def test_early_stop_skips_settled_steps_and_keeps_the_quality(nuclei_crop):
+    image = to_tensor(nuclei_crop, ValueRange.of(nuclei_crop))
+    config = get_preset("compact").with_overrides(
+        iterations=400, levels=2, gaussians_per_seed=4, density=0.1
+    )
+    full = fit(image, config)
+    reports = []
+    early = fit(image, config.with_overrides(settle=0.03), progress=reports.append)
+    assert full.steps_run == 400
+    assert early.steps_run < 400
+    steps = [r.step for r in reports]
+    assert len(steps) == early.steps_run
+    assert steps == sorted(set(steps)) and steps[-1] == 400  # skips forward, ends the bar
+    assert reports[-1].phase == "refine"
+    assert _decoded_psnr(early.model, image) > _decoded_psnr(full.model, image) - 0.2
+
+
+def test_early_stop_leaves_a_steered_fit_alone():
+    y, x = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    smooth = (0.3 + 0.4 * torch.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.05))[None]
+    config = TINY.with_overrides(iterations=600, feature_dim=4, settle=0.5)
+    assert fit(smooth, config).steps_run < 600  # settles at once when nothing steers λ
+    assert fit(smooth, config, budget_bits=2000.0).steps_run == 600
+
+
+@pytest.mark.parametrize("settle", [-0.01, 1.0])
+def test_invalid_early_stop_is_refused(settle):
+    with pytest.raises(ValueError, match="settle"):
+        FitConfig(settle=settle)

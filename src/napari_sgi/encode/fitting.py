@@ -41,6 +41,7 @@ class FitResult:
     psnr: float
     ssim: float
     iterations: int
+    steps_run: int  # ``iterations`` less the steps an early stop skipped
     seconds: float
     device: str
 
@@ -60,6 +61,7 @@ class FitResult:
             "gaussians": self.gaussians,
             "seeds": self.seeds,
             "iterations": self.iterations,
+            "steps_run": self.steps_run,
             "seconds": round(self.seconds, 3),
             "device": self.device,
             "shape": list(self.decoded.shape),
@@ -129,6 +131,7 @@ def fit_image(
         psnr=psnr(measured, target),
         ssim=ssim(measured, target),
         iterations=outcome.iterations,
+        steps_run=outcome.steps_run,
         seconds=seconds,
         device=device,
     )

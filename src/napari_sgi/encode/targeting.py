@@ -105,7 +105,9 @@ def fit_region(
 
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
-        settings = config.with_overrides(density=density, iterations=steps, refine=0.0)
+        # Every step runs (no early stop): the pilots' bits and PSNR are what λ's control and
+        # the density search were measured with.
+        settings = replace(config, density=density, iterations=steps, refine=0.0, settle=0.0)
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
