@@ -47,6 +47,7 @@ CLASSIC_RANGE = (0.1, 1.0)
 # FitConfig field]). Every lever names its seed layout, so that its rows mean the same whatever
 # the default is.
 UNIFORM = {"seed_layout": "uniform"}
+ADAPTIVE_ALL_STEPS = {"seed_layout": "adaptive", "settle": 0.0}
 LEVERS: dict[str, tuple] = {
     "base": ("seeds on a uniform jittered grid; rate term in the last 20 % of the fit", UNIFORM),
     "rate0.5": (
@@ -129,6 +130,16 @@ LEVERS: dict[str, tuple] = {
     "levels5": (
         "5 pyramid levels (not 4): coarsest 32 pixels on 512x512, 16 on 256x256",
         {"seed_layout": "adaptive", "levels": 5},
+    ),
+    # The rows above ran every step: they predate early stop (FitConfig.settle) in the default.
+    # The levers below pin settle=0 to compare with them; `adaptive0` is `adaptive` so pinned,
+    # fitted again beside them.
+    "adaptive0": ("`adaptive`, every step run (no early stop)", {**ADAPTIVE_ALL_STEPS}),
+    "softround": (
+        "the rate phase trains on soft-rounded values, Q·s(s(x/Q) + U), the temperature of s "
+        "annealed 0.3 -> 0.1 (C3's), not on x + U·Q",
+        {**ADAPTIVE_ALL_STEPS},
+        {"napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1)},
     ),
 }
 

@@ -24,6 +24,10 @@ MIN_PROBABILITY = 1e-6
 # benchmarks vary it (bench_ablation).
 INITIAL_STEP_FACTOR = 1.0
 GROUPS = ("features", "log_scaling", "offsets")
+# Soft rounding in the rate phase (Agustsson & Theis 2020; C3 and Cool-chic anneal it): None
+# trains on x + U·Q; (start, end) trains on Q·s(s(x/Q) + U) with the temperature of s annealed
+# linearly from start to end over the phase. Benchmarks vary it (bench_ablation).
+SOFT_ROUND: tuple[float, float] | None = None
 
 
 def q0_offset(level: int) -> float:
@@ -194,6 +198,35 @@ def add_uniform_noise(
     """Training proxy of quantisation: ``x + U(-0.5, 0.5) * Q``."""
     noise = torch.rand(values.shape, generator=generator, dtype=values.dtype, device=values.device)
     return values + (noise - 0.5) * step
+
+
+def soft_round(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A differentiable rounding, ``round(z)`` as the temperature goes to 0, ``z`` as it grows.
+
+    Examples
+    --------
+    >>> z = torch.tensor([0.2, 0.5, 1.9])
+    >>> [round(v, 3) for v in soft_round(z, 0.01).tolist()]
+    [0.0, 0.5, 2.0]
+    """
+    floor = torch.floor(z)
+    remainder = z - floor - 0.5
+    return floor + 0.5 * torch.tanh(remainder / temperature) / math.tanh(0.5 / temperature) + 0.5
+
+
+def add_soft_noise(
+    values: torch.Tensor,
+    step: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None = None,
+    *,
+    round_again: bool = True,
+) -> torch.Tensor:
+    """Soft-rounded quantisation proxy: ``Q * s(s(x / Q) + U(-0.5, 0.5))``; without
+    ``round_again`` ``Q * (s(x / Q) + U)``, the value the rate is measured on."""
+    noise = torch.rand(values.shape, generator=generator, dtype=values.dtype, device=values.device)
+    noised = soft_round(values / step, temperature) + (noise - 0.5)
+    return step * (soft_round(noised, temperature) if round_again else noised)
 
 
 def quantize(values: torch.Tensor, step: torch.Tensor) -> torch.Tensor:

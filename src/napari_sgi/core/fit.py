@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from napari_sgi.core import entropy
 from napari_sgi.core.adam import Adam
-from napari_sgi.core.entropy import GroupModel, add_uniform_noise, base_steps, rate_bits_per_value
+from napari_sgi.core.entropy import (
+    GroupModel,
+    add_soft_noise,
+    add_uniform_noise,
+    base_steps,
+    rate_bits_per_value,
+)
 from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
 from napari_sgi.core.metrics import clamped_mse, distortion
@@ -153,8 +160,10 @@ def _noised(
     level: int,
     generator: torch.Generator,
     models: dict[str, GroupModel] | None = None,
+    temperature: float | None = None,
 ) -> Attributes:
-    """The attributes with training noise: none, base steps, or ``models``' adaptive steps."""
+    """The attributes with training noise: none, base steps, or ``models``' adaptive steps
+    (soft-rounded at ``temperature`` when one is given)."""
     attributes = model.attributes()
     if mode == "none":
         return attributes
@@ -163,6 +172,11 @@ def _noised(
         steps = base_steps(level)
         noised = {
             name: add_uniform_noise(values, torch.tensor(steps[name]), generator)
+            for name, values in groups.items()
+        }
+    elif temperature is not None:
+        noised = {
+            name: add_soft_noise(values, models[name].step, temperature, generator)
             for name, values in groups.items()
         }
     else:
@@ -178,6 +192,7 @@ def _rate(
     config: FitConfig,
     generator: torch.Generator,
     all_models: dict[str, GroupModel],
+    temperature: float | None = None,
 ):
     """Bits per stored value on a random subset of seeds, plus the hash grid's share (Eq. 14).
 
@@ -187,10 +202,19 @@ def _rate(
     subset_size = min(n, max(64, round(config.rate_subset * n)))
     subset = torch.randperm(n, generator=generator)[:subset_size].to(model.anchors.device)
     models = {name: g.rows(subset) for name, g in all_models.items()}
-    values = {
-        name: add_uniform_noise(v[subset], models[name].step, generator)
-        for name, v in model.attributes().as_groups().items()
-    }
+    groups = model.attributes().as_groups()
+    if temperature is None:
+        values = {
+            name: add_uniform_noise(v[subset], models[name].step, generator)
+            for name, v in groups.items()
+        }
+    else:
+        values = {
+            name: add_soft_noise(
+                v[subset], models[name].step, temperature, generator, round_again=False
+            )
+            for name, v in groups.items()
+        }
     per_value = rate_bits_per_value(values, models)
     values_per_seed = sum(v.shape[1] for v in values.values())
     return per_value + model.context.grid_bits() / (n * values_per_seed)
@@ -329,12 +353,13 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
                 lmbda = control.update(stored_bits(model, level, models))
             if quality is not None and level == 0:
                 lmbda = quality.update(stored_psnr(model, pyramid[0], models, backend))
-        attributes = _noised(model, mode, level, generator, models)
+        temperature = _soft_round_temperature(schedule, step, main_steps)
+        attributes = _noised(model, mode, level, generator, models, temperature)
         render = model.training_render(level, attributes, backend=backend)
         target = pyramid[level]
         loss = distortion(render, target, config.distortion)
         if mode == "adaptive" and lmbda > 0:
-            loss = loss + lmbda * _rate(model, config, generator, models)
+            loss = loss + lmbda * _rate(model, config, generator, models, temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -354,6 +379,15 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     seconds = time.perf_counter() - started
     steps_run += config.refine_steps
     return FitOutcome(model, config.iterations, seconds, history, lmbda, steps_run)
+
+
+def _soft_round_temperature(schedule: Schedule, step: int, main_steps: int) -> float | None:
+    """The soft rounding's temperature at ``step`` of the rate phase (None: plain noise)."""
+    if entropy.SOFT_ROUND is None or step < schedule.rate_start:
+        return None
+    start, end = entropy.SOFT_ROUND
+    t = (step - schedule.rate_start) / max(main_steps - 1 - schedule.rate_start, 1)
+    return start + t * (end - start)
 
 
 def _next_step(step: int, schedule: Schedule, settling: Settling | None, loss: float) -> int:
