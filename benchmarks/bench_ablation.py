@@ -141,6 +141,19 @@ LEVERS: dict[str, tuple] = {
         {**ADAPTIVE_ALL_STEPS},
         {"napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1)},
     ),
+    "softround-cc": (
+        "`softround` with Cool-chic 5's temperatures, 0.35 -> 0.08",
+        {**ADAPTIVE_ALL_STEPS},
+        {"napari_sgi.core.entropy:SOFT_ROUND": (0.35, 0.08)},
+    ),
+    "softround-all": (
+        "`softround`, and before the rate phase soft rounding on the base steps at 0.3",
+        {**ADAPTIVE_ALL_STEPS},
+        {
+            "napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1),
+            "napari_sgi.core.entropy:SOFT_ROUND_BASE": 0.3,
+        },
+    ),
 }
 
 

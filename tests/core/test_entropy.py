@@ -1,6 +1,8 @@
 import torch
 
 from napari_sgi.core.entropy import (
+    add_soft_noise,
+    soft_round,
     ContextModel,
     GroupModel,
     base_steps,
@@ -142,3 +144,26 @@ def test_shared_distributions_price_seeds_as_their_copies_do():
     assert torch.allclose(rate, copied_rate, rtol=1e-6)
     assert torch.allclose(shared_grad, copied_grad, rtol=1e-5, atol=1e-7)
     assert shared_grad.abs().sum() > 0
+
+
+def test_soft_round_goes_from_identity_to_rounding_with_the_temperature():
+    z = torch.linspace(-2.4, 2.4, 97, dtype=torch.float64) + 0.01  # no ties at .5
+    torch.testing.assert_close(soft_round(z, 1e-3), torch.round(z))
+    assert (soft_round(z, 100.0) - z).abs().max() < 1e-4
+    middle = soft_round(z, 0.3)  # between: nearer the integer, same order, continuous
+    assert ((middle - torch.round(z)).abs() <= (z - torch.round(z)).abs() + 1e-12).all()
+    assert (middle.diff() >= 0).all()
+
+
+def test_soft_noise_lands_in_the_bin_and_passes_gradients_to_values_and_steps():
+    values = torch.linspace(-3, 3, 500, dtype=torch.float64, requires_grad=True)
+    step = torch.tensor([[0.5]], dtype=torch.float64, requires_grad=True)
+    generator = torch.Generator().manual_seed(0)
+    rate_value = add_soft_noise(values[None], step, 0.1, generator, round_again=False)
+    centre = soft_round(values[None] / step, 0.1)
+    assert ((rate_value / step - centre).abs() <= 0.5 + 1e-9).all()  # s(z) + U: within a bin
+    noised = add_soft_noise(values[None], step, 1e-4, generator)
+    off_grid = (noised - torch.round(noised / step) * step).abs() > 1e-6
+    assert off_grid.double().mean() < 0.01  # twice rounded at a low temperature: on the grid
+    add_soft_noise(values[None], step, 0.3, generator).sum().backward()
+    assert values.grad.abs().sum() > 0 and step.grad.abs() > 0

@@ -28,6 +28,8 @@ GROUPS = ("features", "log_scaling", "offsets")
 # trains on x + U·Q; (start, end) trains on Q·s(s(x/Q) + U) with the temperature of s annealed
 # linearly from start to end over the phase. Benchmarks vary it (bench_ablation).
 SOFT_ROUND: tuple[float, float] | None = None
+# The same before the rate phase, on the base steps, at this fixed temperature (None: x + U·Q0).
+SOFT_ROUND_BASE: float | None = None
 
 
 def q0_offset(level: int) -> float:

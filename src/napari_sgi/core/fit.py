@@ -168,7 +168,15 @@ def _noised(
     if mode == "none":
         return attributes
     groups = attributes.as_groups()
-    if mode == "fixed":
+    if mode == "fixed" and entropy.SOFT_ROUND_BASE is not None:
+        steps = base_steps(level)
+        noised = {
+            name: add_soft_noise(
+                values, torch.tensor(steps[name]), entropy.SOFT_ROUND_BASE, generator
+            )
+            for name, values in groups.items()
+        }
+    elif mode == "fixed":
         steps = base_steps(level)
         noised = {
             name: add_uniform_noise(values, torch.tensor(steps[name]), generator)
