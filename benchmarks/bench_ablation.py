@@ -131,9 +131,11 @@ LEVERS: dict[str, tuple] = {
         "5 pyramid levels (not 4): coarsest 32 pixels on 512x512, 16 on 256x256",
         {"seed_layout": "adaptive", "levels": 5},
     ),
-    # The rows above ran every step: they predate early stop (FitConfig.settle) in the default.
-    # The levers below pin settle=0 to compare with them; `adaptive0` is `adaptive` so pinned,
-    # fitted again beside them.
+    # Rows are cached and fitted by the code of their revision (recorded in each row). The rows
+    # above ran every step on plain noise: they predate early stop (FitConfig.settle, ddede57)
+    # and soft rounding (entropy.SOFT_ROUND, on since 2026-12-07) in the default; a lever above
+    # fitted again would have both. The levers below pin settle=0 to compare with them;
+    # `adaptive0` (fitted before soft rounding was on) is `adaptive` so pinned, fitted again.
     "adaptive0": ("`adaptive`, every step run (no early stop)", {**ADAPTIVE_ALL_STEPS}),
     "softround": (
         "the rate phase trains on soft-rounded values, Q·s(s(x/Q) + U), the temperature of s "

@@ -1,14 +1,14 @@
 import torch
 
 from napari_sgi.core.entropy import (
-    add_soft_noise,
-    soft_round,
     ContextModel,
     GroupModel,
+    add_soft_noise,
     base_steps,
     discretized_gaussian_bits,
     quantize,
     rate_bits_per_value,
+    soft_round,
 )
 from napari_sgi.core.hashgrid import BinaryHashGrid, level_table_sizes
 

@@ -138,12 +138,18 @@ def test_early_stop_skips_settled_steps_and_keeps_the_quality(nuclei_crop):
     assert _decoded_psnr(early.model, image) > _decoded_psnr(full.model, image) - 0.2
 
 
-def test_early_stop_leaves_a_steered_fit_alone():
+def test_a_steered_fit_runs_every_step_on_plain_noise():
     y, x = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
     smooth = (0.3 + 0.4 * torch.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.05))[None]
-    config = TINY.with_overrides(iterations=600, feature_dim=4, settle=0.5)
+    config = TINY.with_overrides(iterations=600, feature_dim=4, settle=0.5, soft_round=True)
     assert fit(smooth, config).steps_run < 600  # settles at once when nothing steers λ
-    assert fit(smooth, config, budget_bits=2000.0).steps_run == 600
+    steered = fit(smooth, config, budget_bits=2000.0)
+    plain = config.with_overrides(settle=0.0, soft_round=False)
+    assert steered.steps_run == 600
+    for a, b in zip(
+        steered.model.parameters(), fit(smooth, plain, budget_bits=2000.0).model.parameters()
+    ):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("settle", [-0.01, 1.0])

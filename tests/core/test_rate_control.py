@@ -63,6 +63,7 @@ def test_a_budget_brings_the_stored_bits_down(monkeypatch):
         grid_levels=0,
         distortion="mse",
         attribute_lr_scale=8.0,
+        soft_round=False,  # as a steered fit trains: the free fit is its like
     )
     free = fit(image, config)
     natural = stored_bits(free.model)

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -331,7 +331,10 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
             raise FitCancelled(f"fit cancelled at step {step + 1} of {config.iterations}")
 
     settling = None
-    if config.settle and control is None and quality is None:
+    if control is not None or quality is not None:
+        # Steered fits train as λ's control was measured: every step, plain noise.
+        config = replace(config, settle=0.0, soft_round=False)
+    if config.settle:
         settling = Settling(settle_window(main_steps), config.settle)
     steps_run, step = 0, 0
     while step < main_steps:
@@ -361,7 +364,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
                 lmbda = control.update(stored_bits(model, level, models))
             if quality is not None and level == 0:
                 lmbda = quality.update(stored_psnr(model, pyramid[0], models, backend))
-        temperature = _soft_round_temperature(schedule, step, main_steps)
+        temperature = _soft_round_temperature(config, schedule, step, main_steps)
         attributes = _noised(model, mode, level, generator, models, temperature)
         render = model.training_render(level, attributes, backend=backend)
         target = pyramid[level]
@@ -389,9 +392,11 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     return FitOutcome(model, config.iterations, seconds, history, lmbda, steps_run)
 
 
-def _soft_round_temperature(schedule: Schedule, step: int, main_steps: int) -> float | None:
+def _soft_round_temperature(
+    config: FitConfig, schedule: Schedule, step: int, main_steps: int
+) -> float | None:
     """The soft rounding's temperature at ``step`` of the rate phase (None: plain noise)."""
-    if entropy.SOFT_ROUND is None or step < schedule.rate_start:
+    if not config.soft_round or entropy.SOFT_ROUND is None or step < schedule.rate_start:
         return None
     start, end = entropy.SOFT_ROUND
     t = (step - schedule.rate_start) / max(main_steps - 1 - schedule.rate_start, 1)

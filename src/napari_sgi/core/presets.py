@@ -70,6 +70,10 @@ class FitConfig:
     seed_layout
         ``"uniform"``: seeds on one jittered grid; ``"adaptive"``: more seeds where the image has
         fine detail, from a small map stored with the model (:mod:`.seed_map`).
+    soft_round
+        Train the rate phase on soft-rounded attributes (:data:`.entropy.SOFT_ROUND`, C3's
+        annealed soft rounding) rather than on attributes plus uniform noise. Not used while
+        λ is steered to a target size or quality.
     settle
         Early stop (:mod:`.settle`): the least relative fall of the mean loss from one window of
         steps to the next that keeps a stretch of the fit (a pyramid level, the rate phase)
@@ -97,6 +101,7 @@ class FitConfig:
     rate_phase: float = 0.2
     lr_decay: float = 1.0
     seed_layout: str = "uniform"
+    soft_round: bool = True
     settle: float = 0.0
     target_bpp: float | None = None
     target_psnr: float | None = None
@@ -119,6 +124,7 @@ class FitConfig:
             "lr_decay": 0 < self.lr_decay <= 1,
             "seed_layout": self.seed_layout in ("uniform", "adaptive"),
             "settle": 0 <= self.settle < 1,
+            "soft_round": isinstance(self.soft_round, bool),
             "target_bpp": _positive_or_none(self.target_bpp),
             "target_psnr": _positive_or_none(self.target_psnr, 100.0),
         }
@@ -183,7 +189,7 @@ PRESETS: dict[str, FitConfig] = {
     "compact": _COMPACT,
     # The paper's settings, to reproduce the paper (15000 steps, L=3, F=50, K=10, λ=0.001, 3.5 M
     # Gaussians for a 51-megapixel image). Not a small-file codec on images of a few megapixels.
-    "paper": FitConfig(iterations=15000, grid_levels=12),
+    "paper": FitConfig(iterations=15000, grid_levels=12, soft_round=False),
 }
 
 # Presets whose K, levels and λ follow the image (configure); the others are used as they are.

@@ -105,9 +105,7 @@ def fit_region(
 
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
-        # Every step runs (no early stop): the pilots' bits and PSNR are what λ's control and
-        # the density search were measured with.
-        settings = replace(config, density=density, iterations=steps, refine=0.0, settle=0.0)
+        settings = replace(config, density=density, iterations=steps, refine=0.0)
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
@@ -154,4 +152,7 @@ def fit_region(
 
 
 def _without_target(config: FitConfig) -> FitConfig:
-    return replace(config, target_bpp=None, target_psnr=None)
+    """A pilot's or a steered fit's configuration: no target, and trained as the density search
+    and λ's control were measured (every step, plain noise). With soft rounding the rate term
+    hardly moves an attribute near the middle of its bin, which λ's control relies on."""
+    return replace(config, target_bpp=None, target_psnr=None, settle=0.0, soft_round=False)
