@@ -146,9 +146,8 @@ def test_a_steered_fit_runs_every_step_on_plain_noise():
     steered = fit(smooth, config, budget_bits=2000.0)
     plain = config.with_overrides(settle=0.0, soft_round=False)
     assert steered.steps_run == 600
-    for a, b in zip(
-        steered.model.parameters(), fit(smooth, plain, budget_bits=2000.0).model.parameters()
-    ):
+    alike = fit(smooth, plain, budget_bits=2000.0).model.parameters()
+    for a, b in zip(steered.model.parameters(), alike, strict=True):
         assert torch.equal(a, b)
 
 
