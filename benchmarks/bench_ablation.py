@@ -148,6 +148,16 @@ LEVERS: dict[str, tuple] = {
         {**ADAPTIVE_ALL_STEPS},
         {"napari_sgi.core.entropy:SOFT_ROUND": (0.35, 0.08)},
     ),
+    "softround-warm": (
+        "`softround` ending warmer: temperature 0.3 -> 0.2 (not 0.1)",
+        {**ADAPTIVE_ALL_STEPS},
+        {"napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.2)},
+    ),
+    "softround-rate0.4": (
+        "`softround` over a rate phase of the last 40 % (not 20 %)",
+        {**ADAPTIVE_ALL_STEPS, "rate_phase": 0.4},
+        {"napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1)},
+    ),
     "softround-all": (
         "`softround`, and before the rate phase soft rounding on the base steps at 0.3",
         {**ADAPTIVE_ALL_STEPS},
