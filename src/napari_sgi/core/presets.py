@@ -1,8 +1,9 @@
 """Fitting configurations: the named presets, and the choices made from the image itself.
 
 ``default`` is our best rate-distortion mode: the ``compact`` model (few features, few finely
-quantised seeds, MSE, refinement) with its seeds placed where the image has detail
-(:mod:`.seed_map`) and K, the pyramid levels and λ chosen from the image (:func:`configure`).
+quantised seeds, MSE, soft rounding in the rate phase, refinement) with its seeds placed where
+the image has detail (:mod:`.seed_map`), K, the pyramid levels and λ chosen from the image
+(:func:`configure`), and an early stop for stretches of the fit that have settled.
 ``fast`` is the same at a quarter of the steps, for a quick look. ``paper`` is the paper's F=50
 model, kept to reproduce the paper: it loses to JPEG at equal size on images of a few
 megapixels (its weights alone cost 0.8 bpp on a 512x512 RGB image).
@@ -155,6 +156,20 @@ class FitConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_header(self) -> dict:
+        """The fields that differ from :class:`FitConfig`'s defaults: what a file's header records
+        (every byte of a small file counts). ``FitConfig(**header)`` gives the configuration back.
+
+        Examples
+        --------
+        >>> FitConfig(iterations=100, seed_layout="adaptive").to_header()
+        {'iterations': 100, 'seed_layout': 'adaptive'}
+        >>> FitConfig(**FitConfig(lmbda=0.0).to_header()) == FitConfig(lmbda=0.0)
+        True
+        """
+        defaults = asdict(FitConfig())
+        return {name: value for name, value in asdict(self).items() if value != defaults[name]}
 
 
 # Small files (0.1-0.7 bpp on a 512x512 image): few features, few seeds finely quantised, no

@@ -56,7 +56,7 @@ def image_header(
         layout=source.to_header(),
         value_range=(low, high),
         contrast_limits=tuple(contrast_limits or (low, high)),
-        fit=config.to_dict(),
+        fit=config.to_header(),
     )
 
 

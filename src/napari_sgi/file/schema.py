@@ -300,7 +300,8 @@ class ImageHeader:
     contrast_limits
         The display window for viewers.
     fit
-        The fit configuration (``FitConfig.to_dict()``), kept as written.
+        The fit configuration (``FitConfig.to_header()``: the fields that differ from the
+        defaults), kept as written.
     slices
         One entry per 2D slice, in C order over the stack axes (empty while a file is written).
     quality
