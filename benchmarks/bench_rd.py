@@ -227,7 +227,12 @@ def parse_settings(fields: list[str]) -> dict:
             raise SystemExit(f"unknown point setting {field!r}")
         default = getattr(FitConfig(), key)
         kind = int if default is None else type(default)  # seeds, grid_levels: None or int
-        out[key] = kind(float(text)) if kind is int else kind(text)
+        if kind is bool:  # bool("False") is True
+            if text.lower() not in ("true", "false"):
+                raise SystemExit(f"point setting {field!r}: true or false")
+            out[key] = text.lower() == "true"
+        else:
+            out[key] = kind(float(text)) if kind is int else kind(text)
     return out
 
 
