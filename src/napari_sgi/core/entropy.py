@@ -234,6 +234,21 @@ def add_soft_noise(
     return step * (soft_round(noised, temperature) if round_again else noised)
 
 
+def add_training_noise(
+    values: torch.Tensor,
+    step: torch.Tensor,
+    generator: torch.Generator | None = None,
+    temperature: float | None = None,
+    *,
+    round_again: bool = True,
+) -> torch.Tensor:
+    """The training proxy of quantisation: :func:`add_uniform_noise` without a temperature,
+    :func:`add_soft_noise` with one (``round_again`` as there)."""
+    if temperature is None:
+        return add_uniform_noise(values, step, generator)
+    return add_soft_noise(values, step, temperature, generator, round_again=round_again)
+
+
 def quantize(values: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Round to the step grid with a straight-through gradient: ``round(x / Q) * Q``."""
     rounded = torch.round(values / step) * step

@@ -12,13 +12,7 @@ import torch
 
 from napari_sgi.core import entropy
 from napari_sgi.core.adam import Adam
-from napari_sgi.core.entropy import (
-    GroupModel,
-    add_soft_noise,
-    add_uniform_noise,
-    base_steps,
-    rate_bits_per_value,
-)
+from napari_sgi.core.entropy import GroupModel, add_training_noise, base_steps, rate_bits_per_value
 from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
 from napari_sgi.core.metrics import clamped_mse, distortion
@@ -163,35 +157,20 @@ def _noised(
     temperature: float | None = None,
 ) -> Attributes:
     """The attributes with training noise: none, base steps, or ``models``' adaptive steps
-    (soft-rounded at ``temperature`` when one is given)."""
+    (soft-rounded at ``temperature`` when one is given, :func:`.entropy.add_training_noise`)."""
     attributes = model.attributes()
     if mode == "none":
         return attributes
     groups = attributes.as_groups()
-    if mode == "fixed" and entropy.SOFT_ROUND_BASE is not None:
-        steps = base_steps(level)
-        noised = {
-            name: add_soft_noise(
-                values, torch.tensor(steps[name]), entropy.SOFT_ROUND_BASE, generator
-            )
-            for name, values in groups.items()
-        }
-    elif mode == "fixed":
-        steps = base_steps(level)
-        noised = {
-            name: add_uniform_noise(values, torch.tensor(steps[name]), generator)
-            for name, values in groups.items()
-        }
-    elif temperature is not None:
-        noised = {
-            name: add_soft_noise(values, models[name].step, temperature, generator)
-            for name, values in groups.items()
-        }
+    if mode == "fixed":
+        steps = {name: torch.tensor(q) for name, q in base_steps(level).items()}
+        temperature = entropy.SOFT_ROUND_BASE  # None (plain noise) but in its ablation lever
     else:
-        noised = {
-            name: add_uniform_noise(values, models[name].step, generator)
-            for name, values in groups.items()
-        }
+        steps = {name: models[name].step for name in groups}
+    noised = {
+        name: add_training_noise(values, steps[name], generator, temperature)
+        for name, values in groups.items()
+    }
     return Attributes.from_groups(noised, model.config.gaussians_per_seed)
 
 
@@ -210,19 +189,12 @@ def _rate(
     subset_size = min(n, max(64, round(config.rate_subset * n)))
     subset = torch.randperm(n, generator=generator)[:subset_size].to(model.anchors.device)
     models = {name: g.rows(subset) for name, g in all_models.items()}
-    groups = model.attributes().as_groups()
-    if temperature is None:
-        values = {
-            name: add_uniform_noise(v[subset], models[name].step, generator)
-            for name, v in groups.items()
-        }
-    else:
-        values = {
-            name: add_soft_noise(
-                v[subset], models[name].step, temperature, generator, round_again=False
-            )
-            for name, v in groups.items()
-        }
+    values = {
+        name: add_training_noise(
+            v[subset], models[name].step, generator, temperature, round_again=False
+        )
+        for name, v in model.attributes().as_groups().items()
+    }
     per_value = rate_bits_per_value(values, models)
     values_per_seed = sum(v.shape[1] for v in values.values())
     return per_value + model.context.grid_bits() / (n * values_per_seed)
