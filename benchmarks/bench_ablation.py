@@ -158,6 +158,22 @@ LEVERS: dict[str, tuple] = {
         {**ADAPTIVE_ALL_STEPS, "rate_phase": 0.4},
         {"napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1)},
     ),
+    "softround-lam0.5": (
+        "`softround` at half the image's λ",
+        {**ADAPTIVE_ALL_STEPS},
+        {
+            "napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1),
+            "napari_sgi.core.presets:LAMBDA_SCALE": 0.5,
+        },
+    ),
+    "softround-lam2": (
+        "`softround` at twice the image's λ",
+        {**ADAPTIVE_ALL_STEPS},
+        {
+            "napari_sgi.core.entropy:SOFT_ROUND": (0.3, 0.1),
+            "napari_sgi.core.presets:LAMBDA_SCALE": 2.0,
+        },
+    ),
     "softround-all": (
         "`softround`, and before the rate phase soft rounding on the base steps at 0.3",
         {**ADAPTIVE_ALL_STEPS},
