@@ -13,6 +13,8 @@ whole run, and a short run would otherwise start the entropy model at rates alre
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from dataclasses import dataclass
 
@@ -117,10 +119,16 @@ class Schedule:
         >>> schedule.stretch_end(12000)
         15000
         """
+        bounds = self._stretch_bounds
+        return bounds[bisect.bisect_right(bounds, step)]
+
+    @functools.cached_property
+    def _stretch_bounds(self) -> tuple[int, ...]:
+        """Where stretches start, and the end, in order (computed once: asked every step)."""
         bounds = {self.rate_start, self.iterations}
         for stage in self.stages:
             bounds.update((stage.start, stage.start + self._warmup(stage)))
-        return min(b for b in bounds if b > step)
+        return tuple(sorted(bounds))
 
     def learning_rate(self, group: str, step: int, scale: float = 1.0) -> float:
         """Learning rate of a parameter group at ``step``, times ``scale``.

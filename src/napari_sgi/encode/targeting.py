@@ -105,7 +105,11 @@ def fit_region(
 
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
-        settings = replace(config, density=density, iterations=steps, refine=0.0)
+        # Trained as the density search was measured: every step, plain noise (a steered fit
+        # does the same by itself, core.fit).
+        settings = replace(
+            config, density=density, iterations=steps, refine=0.0, settle=0.0, soft_round=False
+        )
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
@@ -152,7 +156,4 @@ def fit_region(
 
 
 def _without_target(config: FitConfig) -> FitConfig:
-    """A pilot's or a steered fit's configuration: no target, and trained as the density search
-    and λ's control were measured (every step, plain noise). With soft rounding the rate term
-    hardly moves an attribute near the middle of its bin, which λ's control relies on."""
-    return replace(config, target_bpp=None, target_psnr=None, settle=0.0, soft_round=False)
+    return replace(config, target_bpp=None, target_psnr=None)
