@@ -138,17 +138,22 @@ def test_early_stop_skips_settled_steps_and_keeps_the_quality(nuclei_crop):
     assert _decoded_psnr(early.model, image) > _decoded_psnr(full.model, image) - 0.2
 
 
-def test_a_steered_fit_runs_every_step_on_plain_noise():
+@pytest.mark.parametrize("soft_round", [True, False])
+def test_a_steered_fit_runs_every_step_with_its_own_noise(soft_round):
     y, x = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
     smooth = (0.3 + 0.4 * torch.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.05))[None]
-    config = TINY.with_overrides(iterations=600, feature_dim=4, settle=0.5, soft_round=True)
+    config = TINY.with_overrides(iterations=600, feature_dim=4, settle=0.5, soft_round=soft_round)
     assert fit(smooth, config).steps_run < 600  # settles at once when nothing steers λ
     steered = fit(smooth, config, budget_bits=2000.0)
-    plain = config.with_overrides(settle=0.0, soft_round=False)
     assert steered.steps_run == 600
-    alike = fit(smooth, plain, budget_bits=2000.0).model.parameters()
-    for a, b in zip(steered.model.parameters(), alike, strict=True):
-        assert torch.equal(a, b)
+    every_step = fit(smooth, config.with_overrides(settle=0.0), budget_bits=2000.0)
+    other_noise = fit(
+        smooth, config.with_overrides(settle=0.0, soft_round=not soft_round), budget_bits=2000.0
+    )
+    pairs = list(zip(steered.model.parameters(), every_step.model.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in pairs)
+    others = zip(steered.model.parameters(), other_noise.model.parameters(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in others)  # the noise is the config's
 
 
 @pytest.mark.parametrize("settle", [-0.01, 1.0])

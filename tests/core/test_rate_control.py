@@ -63,7 +63,7 @@ def test_a_budget_brings_the_stored_bits_down(monkeypatch):
         grid_levels=0,
         distortion="mse",
         attribute_lr_scale=8.0,
-        soft_round=False,  # as a steered fit trains: the free fit is its like
+        soft_round=False,  # plain noise, where λ moves a tiny fit's rate the most
     )
     free = fit(image, config)
     natural = stored_bits(free.model)

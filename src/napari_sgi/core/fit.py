@@ -304,10 +304,8 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
 
     settling = None
     if control is not None or quality is not None:
-        # Steered fits train as λ's control was measured: every step, plain noise. With soft
-        # rounding the rate term hardly moves a value near the middle of its bin, which is what
-        # the control works through.
-        config = replace(config, settle=0.0, soft_round=False)
+        # Steered fits run every step: λ's control needs the whole rate phase to answer.
+        config = replace(config, settle=0.0)
     if config.settle:
         settling = Settling(settle_window(main_steps), config.settle)
     steps_run, step = 0, 0

@@ -105,11 +105,9 @@ def fit_region(
 
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
-        # Trained as the density search was measured: every step, plain noise (a steered fit
-        # does the same by itself, core.fit).
-        settings = replace(
-            config, density=density, iterations=steps, refine=0.0, settle=0.0, soft_round=False
-        )
+        # Every step, as the density search was measured (a steered fit does the same by
+        # itself, core.fit), and with the full fit's noise.
+        settings = replace(config, density=density, iterations=steps, refine=0.0, settle=0.0)
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
