@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bd import bd_psnr  # noqa: E402
 from _images import IMAGES, load  # noqa: E402
 from _record import git_revision, machine_description, record_section  # noqa: E402
 from bench_rd import at_rate, baseline_sweep, quality  # noqa: E402
@@ -186,6 +187,34 @@ def summary() -> list[str]:
     ]
 
 
+# The rate-distortion issue's range for BD-PSNR against each codec.
+BD_RANGE = (0.1, 1.0)
+
+
+def curve_against_codecs(name: str, rows: list[dict]) -> str:
+    """BD-PSNR of the size targets' files (the default preset's curve) against each codec over
+    ``BD_RANGE``, and how many of the files are above JPEG at their size."""
+    files = sorted((row["bpp"], row["psnr"]) for row in rows if row["kind"] == "bpp")
+    if len(files) < 2:
+        return ""
+    sweeps = baseline_sweep(load(name))
+    rates, psnr = [b for b, _ in files], [p for _, p in files]
+    gaps = []
+    for codec, sweep in sweeps.items():
+        result = bd_psnr(
+            rates, psnr, [r["bpp"] for r in sweep], [r["psnr"] for r in sweep], BD_RANGE
+        )
+        if result is not None:
+            gap, (low, high) = result
+            gaps.append(f"{codec} {gap:+.2f} dB ({low:.2f}-{high:.2f} bpp)")
+    above = [row["psnr"] > row["JPEG"] for row in rows if row["kind"] == "bpp" and row["JPEG"]]
+    return (
+        f"The size targets' files as a curve ({rates[0]:.2f}-{rates[-1]:.2f} bpp), BD-PSNR: "
+        + ", ".join(gaps)
+        + f"; above JPEG at {sum(above)} of the {len(above)} sizes JPEG reaches."
+    )
+
+
 def _fmt(value, digits=2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -229,7 +258,7 @@ def report(record: bool) -> str:
             if row["warnings"]:
                 lines[-1] += " " + "; ".join(row["warnings"])
             previous = row
-        lines.append("")
+        lines += ["", curve_against_codecs(name, data["rows"]), ""]
     lines += summary()
     markdown = "\n".join(lines)
     if record:

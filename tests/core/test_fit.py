@@ -156,6 +156,16 @@ def test_a_steered_fit_runs_every_step_with_its_own_noise(soft_round):
     assert not all(torch.equal(a, b) for a, b in others)  # the noise is the config's
 
 
+def test_a_quality_target_trains_on_plain_noise():
+    y, x = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    smooth = (0.3 + 0.4 * torch.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.05))[None]
+    config = TINY.with_overrides(iterations=300, feature_dim=4, settle=0.0)
+    soft = fit(smooth, config.with_overrides(soft_round=True), psnr_target=30.0)
+    plain = fit(smooth, config.with_overrides(soft_round=False), psnr_target=30.0)
+    pairs = zip(soft.model.parameters(), plain.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
 @pytest.mark.parametrize("settle", [-0.01, 1.0])
 def test_invalid_early_stop_is_refused(settle):
     with pytest.raises(ValueError, match="settle"):

@@ -106,3 +106,31 @@ def test_info_shows_the_target_and_what_was_reached(tmp_path, cells, capsys):
     # can land a digit off.
     reached = 8 * summary["bytes"] / cells.size
     assert f"target 1.5 bpp; reached {reached:.4f} bpp" in text
+
+
+@pytest.mark.parametrize(
+    ("target", "pilots_soft"), [({"target_bpp": 3.0}, True), ({"target_psnr": 30.0}, False)]
+)
+def test_pilots_train_on_the_noise_of_the_fit_they_size(monkeypatch, target, pilots_soft):
+    import torch
+
+    import napari_sgi.core.fit as fit_module
+    from napari_sgi.core.presets import FitConfig
+    from napari_sgi.encode.targeting import fit_region
+
+    seen = []
+    real_fit = fit_module.fit
+
+    def recording(image, config, **options):
+        seen.append((config.iterations, config.soft_round))
+        return real_fit(image, config, **options)
+
+    monkeypatch.setattr(fit_module, "fit", recording)
+    config = FitConfig(
+        iterations=200, levels=1, feature_dim=4, gaussians_per_seed=2, soft_round=True, **target
+    )
+    image = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(4))
+    fit_region(image, config, core_pixels=64 * 64)
+    *pilots, full = seen
+    assert pilots and all(soft == pilots_soft for _, soft in pilots)
+    assert full == (200, True)  # the full fit gets the configuration; core.fit picks its noise

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from napari_sgi.core.presets import FitConfig
 from napari_sgi.core.targets import (
+    PILOT_GROWTH,
+    PILOT_GROWTH_SOFT_ROUND,
     density_for_bits,
     density_for_psnr,
     pilot_steps,
@@ -103,17 +105,20 @@ def fit_region(
         if progress is not None:
             progress(replace(event, step=done + event.step, total=config.iterations + pilots))
 
-    def pilot(density: float, steps: int) -> FitOutcome:
+    def pilot(density: float, steps: int, soft_round: bool) -> FitOutcome:
         nonlocal done
         # Every step, as the density search was measured (a steered fit does the same by
-        # itself, core.fit), and with the full fit's noise.
-        settings = replace(config, density=density, iterations=steps, refine=0.0, settle=0.0)
+        # itself, core.fit), and with the noise the full fit will train on.
+        settings = replace(
+            config, density=density, iterations=steps, refine=0.0, settle=0.0, soft_round=soft_round
+        )
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
         return outcome
 
     if config.target_bpp is not None:
+        from napari_sgi.core import entropy
         from napari_sgi.core.rate_control import stored_bits
 
         channels, height, width = image.shape
@@ -124,10 +129,12 @@ def fit_region(
                 f"({smallest_bpp(config, channels, core_pixels):.3f} bpp: the weights alone)"
             )
         budget /= CODER_OVERHEAD
+        soft = config.soft_round and entropy.SOFT_ROUND is not None
         density = density_for_bits(
             height * width,
             budget,
-            lambda d: stored_bits(pilot(d, pilot_steps(config.iterations)).model),
+            lambda d: stored_bits(pilot(d, pilot_steps(config.iterations), soft).model),
+            PILOT_GROWTH_SOFT_ROUND if soft else PILOT_GROWTH,
         )
         final = _without_target(config.with_overrides(density=density))
         return fit(
@@ -138,7 +145,7 @@ def fit_region(
         density, _ = density_for_psnr(
             config.target_psnr + PSNR_HEADROOM,
             config.iterations,
-            lambda d, n: pilot(d, n).history[-1].psnr,
+            lambda d, n: pilot(d, n, soft_round=False).history[-1].psnr,  # as core.fit steers
             start=config.density,
         )
         final = _without_target(config.with_overrides(density=density))
