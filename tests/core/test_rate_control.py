@@ -125,3 +125,17 @@ def test_a_fit_cancels_during_the_trial_refinement(monkeypatch):
     monkeypatch.setattr(fit_module, "refinement_gain", gain)
     with pytest.raises(FitCancelled, match="step 80 of 100"):
         fit(image, config, psnr_target=40.0, cancel=lambda: bool(probing))
+
+
+def test_a_gliding_aim_comes_down_to_the_budget_from_the_first_reading():
+    control = LambdaControl(lmbda=1e-4, budget_bits=1000.0, glide=4)
+    aims = []
+    for _ in range(6):
+        aims.append(control.aim(1200.0))
+        control.update(1200.0)
+    assert aims == pytest.approx([1200.0, 1150.0, 1100.0, 1050.0, 1000.0, 1000.0])
+    # at the first reading's aim λ holds; a plain control raises it at once
+    assert LambdaControl(1e-4, 1000.0, glide=4).update(1200.0) == pytest.approx(1e-4)
+    assert LambdaControl(1e-4, 1000.0).update(1200.0) > 1e-4
+    # the aim never drops below the budget, also when the rate starts under it
+    assert LambdaControl(1e-4, 1000.0, glide=4).aim(800.0) == 1000.0

@@ -63,6 +63,9 @@ class LambdaControl:
     lmbda: float
     budget_bits: float
     gain: float = 3.0
+    # Updates over which the aim glides from the first reading down to the budget (0: aim at
+    # the budget from the start).
+    glide: int = 0
     history: list[tuple[float, float]] = field(default_factory=list)  # (bits, λ) per update
 
     def __post_init__(self) -> None:
@@ -70,9 +73,19 @@ class LambdaControl:
             raise ValueError(f"the bit budget must be positive, got {self.budget_bits}")
         self._start = self.lmbda
 
+    def aim(self, bits: float) -> float:
+        """The bits aimed at by the update that reads ``bits``."""
+        done = len(self.history)
+        if done >= self.glide:
+            return self.budget_bits
+        first = self.history[0][0] if self.history else bits
+        share = done / self.glide
+        return max(self.budget_bits, (1 - share) * first + share * self.budget_bits)
+
     def update(self, bits: float) -> float:
         """Take the attributes' current bits; return the new λ."""
-        self.lmbda = _stepped(self.lmbda, self._start, (bits / self.budget_bits) ** self.gain)
+        factor = (bits / self.aim(bits)) ** self.gain
+        self.lmbda = _stepped(self.lmbda, self._start, factor)
         self.history.append((bits, self.lmbda))
         return self.lmbda
 

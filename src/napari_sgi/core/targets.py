@@ -26,10 +26,6 @@ MIN_PILOT_STEPS = 150
 # x1.22 on nuclei and x1.29 on IHC from 400 to 3000 steps): aim the density's natural rate this
 # far above the budget, so that rate control only has to bring it down (it cannot raise it).
 PILOT_GROWTH = 1.25
-# With soft rounding (pilot and full fit alike) the bits grow less: at PILOT_GROWTH the files of
-# 12 size targets on the sample images landed 1.7-6.3 % under (mean 4.1 %), where λ cannot help
-# (it moves a soft-rounded fit's rate little). Their density x1.04 makes up the difference.
-PILOT_GROWTH_SOFT_ROUND = 1.2
 HEADROOM = 1.12
 # A quality target's pilots: the longer one takes this fraction of the full fit's steps, the other
 # half that. The full fit (12500 steps) gained 1.4-2.8x the gain between 750 and 1500 steps above
@@ -143,13 +139,10 @@ def density_for_bits(
     pixels: int,
     budget_bits: float,
     pilot: Callable[[float], float],
-    growth: float = PILOT_GROWTH,
 ) -> float:
     """The density whose full fit's natural rate lies ``HEADROOM`` above ``budget_bits``.
 
-    ``pilot(density)`` runs a pilot fit and returns the bits of its stored attributes; the full
-    fit's are ``growth`` times a pilot's (``PILOT_GROWTH`` on plain noise,
-    ``PILOT_GROWTH_SOFT_ROUND`` with soft rounding).
+    ``pilot(density)`` runs a pilot fit and returns the bits of its stored attributes.
 
     Examples
     --------
@@ -159,7 +152,7 @@ def density_for_bits(
     guess = clamp_density(budget_bits / (BITS_PER_GAUSSIAN_GUESS * pixels))
     measured = pilot(guess)
     per_gaussian = max(measured, 1.0) / (guess * pixels)
-    wanted = HEADROOM * budget_bits / (growth * per_gaussian * pixels)
+    wanted = HEADROOM * budget_bits / (PILOT_GROWTH * per_gaussian * pixels)
     return round(clamp_density(wanted), 6)
 
 

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 
 from napari_sgi.core.presets import FitConfig
 from napari_sgi.core.targets import (
-    PILOT_GROWTH,
-    PILOT_GROWTH_SOFT_ROUND,
     density_for_bits,
     density_for_psnr,
     pilot_steps,
@@ -134,7 +132,6 @@ def fit_region(
             height * width,
             budget,
             lambda d: stored_bits(pilot(d, pilot_steps(config.iterations), soft).model),
-            PILOT_GROWTH_SOFT_ROUND if soft else PILOT_GROWTH,
         )
         final = _without_target(config.with_overrides(density=density))
         return fit(
