@@ -57,7 +57,11 @@ class LambdaControl:
     budget_bits
         The bits the stored attributes (and hash grid) should take.
     gain
-        Exponent of the correction: λ *= (bits / budget) ** gain per update.
+        Exponent of the correction: λ *= (bits / aim) ** gain per update.
+    glide
+        Updates over which the aim comes down from the first reading to the budget (0: the
+        budget from the first update). A soft-rounded fit keeps the cheaper bins λ pushes its
+        values into, so it must reach the budget from above, not fall through it.
     """
 
     lmbda: float
