@@ -67,8 +67,6 @@ class LambdaControl:
     lmbda: float
     budget_bits: float
     gain: float = 3.0
-    # Updates over which the aim glides from the first reading down to the budget (0: aim at
-    # the budget from the start).
     glide: int = 0
     history: list[tuple[float, float]] = field(default_factory=list)  # (bits, λ) per update
 

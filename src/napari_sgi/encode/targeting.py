@@ -116,7 +116,6 @@ def fit_region(
         return outcome
 
     if config.target_bpp is not None:
-        from napari_sgi.core import entropy
         from napari_sgi.core.rate_control import stored_bits
 
         channels, height, width = image.shape
@@ -127,11 +126,12 @@ def fit_region(
                 f"({smallest_bpp(config, channels, core_pixels):.3f} bpp: the weights alone)"
             )
         budget /= CODER_OVERHEAD
-        soft = config.soft_round and entropy.SOFT_ROUND is not None
         density = density_for_bits(
             height * width,
             budget,
-            lambda d: stored_bits(pilot(d, pilot_steps(config.iterations), soft).model),
+            lambda d: stored_bits(
+                pilot(d, pilot_steps(config.iterations), config.soft_round).model
+            ),
         )
         final = _without_target(config.with_overrides(density=density))
         return fit(
