@@ -280,7 +280,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     if budget_bits is not None and psnr_target is not None:
         raise ValueError("a fit steers λ to a bit budget or to a PSNR, not both")
     if budget_bits is not None:
-        control = LambdaControl(max(lmbda, 1e-7), budget_bits, glide=_glide(config))
+        control = LambdaControl(max(lmbda, 1e-7), budget_bits, glide=_glide(config, schedule))
     if psnr_target is not None:
         quality = QualityControl(max(lmbda, 1e-7), psnr_target)
     probe_step = -1  # no trial refinement without a refinement to predict
@@ -308,13 +308,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
 
     settling = None
     if control is not None or quality is not None:
-        # Steered fits run every step: λ's control needs the whole rate phase to answer.
-        config = replace(config, settle=0.0)
-    if quality is not None:
-        # A quality target trades the PSNR its density gives beyond the target for rate, through
-        # λ, which hardly moves a soft-rounded fit's rate: with soft rounding the files came out
-        # up to 13 % larger at the same PSNR (docs/method.md, "Soft rounding"). Plain noise, then.
-        config = replace(config, soft_round=False)
+        config = steered_config(config, quality=quality is not None)
     if config.settle:
         settling = Settling(settle_window(main_steps), config.settle)
     steps_run, step = 0, 0
@@ -373,7 +367,27 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     return FitOutcome(model, config.iterations, seconds, history, lmbda, steps_run)
 
 
-def _glide(config: FitConfig) -> int:
+def steered_config(config: FitConfig, *, quality: bool) -> FitConfig:
+    """How a fit whose λ is steered to a size (``quality=False``) or a PSNR trains, and the
+    pilot fits that choose its density with it.
+
+    Every step: λ's control needs the whole rate phase to answer. A quality target also trains
+    on plain noise: it trades the PSNR its density gives beyond the target for rate through λ,
+    which hardly moves a soft-rounded fit's rate (with soft rounding the files came out up to
+    13 % larger at the same PSNR; docs/method.md, "Soft rounding").
+
+    Examples
+    --------
+    >>> size, quality = (steered_config(FitConfig(settle=0.003), quality=q) for q in (0, 1))
+    >>> (size.settle, size.soft_round), (quality.settle, quality.soft_round)
+    ((0.0, True), (0.0, False))
+    """
+    if quality:
+        return replace(config, settle=0.0, soft_round=False)
+    return replace(config, settle=0.0)
+
+
+def _glide(config: FitConfig, schedule: Schedule) -> int:
     """Updates of λ's control over which a size target's aim glides down to the budget.
 
     A soft-rounded fit hardly gives back rate it has shed (λ at its floor raised the rate from
@@ -384,13 +398,12 @@ def _glide(config: FitConfig) -> int:
 
     Examples
     --------
-    >>> from napari_sgi.core.presets import get_preset
-    >>> [_glide(get_preset("default").with_overrides(iterations=n)) for n in (12500, 6000, 3000)]
+    >>> config = FitConfig()
+    >>> [_glide(config, Schedule(main, 4)) for main in (12000, 5760, 2880)]  # 12500, 6000, 3000
     [48, 6, 0]
     """
     if not config.soft_round or entropy.SOFT_ROUND is None:
         return 0
-    schedule = Schedule(config.iterations - config.refine_steps, config.levels, config.rate_phase)
     updates = (schedule.iterations - schedule.rate_start) // CONTROL_INTERVAL
     return max(
         0, min(round(GLIDE_SHARE * updates), updates - AFTER_GLIDE_STEPS // CONTROL_INTERVAL)

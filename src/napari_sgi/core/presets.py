@@ -74,7 +74,7 @@ class FitConfig:
     soft_round
         Train the rate phase on soft-rounded attributes (:data:`.entropy.SOFT_ROUND`, C3's
         annealed soft rounding) rather than on attributes plus uniform noise. Not used while
-        λ is steered to a target size or quality.
+        λ is steered to a target quality (:func:`.fit.steered_config`).
     settle
         Early stop (:mod:`.settle`): the least relative fall of the mean loss from one window of
         steps to the next that keeps a stretch of the fit (a pyramid level, the rate phase)

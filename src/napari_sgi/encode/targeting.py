@@ -94,7 +94,7 @@ def fit_region(
     ``progress`` sees the pilots' steps first, then the full fit's, counted from 1 up to
     ``config.iterations + pilot_steps_per_region(config)``.
     """
-    from napari_sgi.core.fit import fit
+    from napari_sgi.core.fit import fit, steered_config
 
     pilots = pilot_steps_per_region(config)
     done = 0
@@ -103,13 +103,11 @@ def fit_region(
         if progress is not None:
             progress(replace(event, step=done + event.step, total=config.iterations + pilots))
 
-    def pilot(density: float, steps: int, soft_round: bool) -> FitOutcome:
+    def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
-        # Every step, as the density search was measured (a steered fit does the same by
-        # itself, core.fit), and with the noise the full fit will train on.
-        settings = replace(
-            config, density=density, iterations=steps, refine=0.0, settle=0.0, soft_round=soft_round
-        )
+        # Trained as the steered fit they size will train.
+        steered = steered_config(config, quality=config.target_psnr is not None)
+        settings = replace(steered, density=density, iterations=steps, refine=0.0)
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
@@ -129,9 +127,7 @@ def fit_region(
         density = density_for_bits(
             height * width,
             budget,
-            lambda d: stored_bits(
-                pilot(d, pilot_steps(config.iterations), config.soft_round).model
-            ),
+            lambda d: stored_bits(pilot(d, pilot_steps(config.iterations)).model),
         )
         final = _without_target(config.with_overrides(density=density))
         return fit(
@@ -142,7 +138,7 @@ def fit_region(
         density, _ = density_for_psnr(
             config.target_psnr + PSNR_HEADROOM,
             config.iterations,
-            lambda d, n: pilot(d, n, soft_round=False).history[-1].psnr,  # as core.fit steers
+            lambda d, n: pilot(d, n).history[-1].psnr,
             start=config.density,
         )
         final = _without_target(config.with_overrides(density=density))
