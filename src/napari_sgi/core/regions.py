@@ -33,6 +33,14 @@ class Region:
     def box_shape(self) -> tuple[int, int]:
         return self.box[1] - self.box[0], self.box[3] - self.box[2]
 
+    @property
+    def box_pixels(self) -> int:
+        return (self.box[1] - self.box[0]) * (self.box[3] - self.box[2])
+
+    @property
+    def core_pixels(self) -> int:
+        return (self.core[1] - self.core[0]) * (self.core[3] - self.core[2])
+
     def to_dict(self) -> dict:
         return {"core": list(self.core), "box": list(self.box)}
 

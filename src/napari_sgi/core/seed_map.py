@@ -192,23 +192,74 @@ def seed_map_for_image(
     >>> cell, int(levels[0, 0]) > int(levels[3, 3])
     (16, True)
     """
-    from scipy.ndimage import gaussian_filter
-
     if count < MIN_MAP_SEEDS:
         return ""
     channels, height, width = image.shape
-    gray = np.asarray(image, np.float64).mean(0)
     spacing = math.sqrt(height * width / max(count, 1))
+    cell = map_cell(spacing)
+    energy, _ = cell_detail(np.asarray(image, np.float64).mean(0), spacing, cell)
+    weight = detail_weight(energy, DETAIL_FLOOR * energy.mean())
+    levels = np.round(2 * np.log2(weight / weight.max())) + LEVELS - 1
+    return format_seed_map(cell, np.clip(levels, 0, LEVELS - 1).astype(np.int64))
+
+
+def map_cell(spacing: float) -> int:
+    """The side of the encoder's cells for seeds ``spacing`` pixels apart: a power of two (at
+    least 16) that holds about :data:`SEEDS_PER_CELL` seeds.
+
+    Examples
+    --------
+    >>> map_cell(24.0), map_cell(3.0)
+    (64, 16)
+    """
+    return min(1 << max(4, math.ceil(math.log2(spacing * math.sqrt(SEEDS_PER_CELL)))), MAX_CELL)
+
+
+def cell_detail(
+    gray: np.ndarray,  # [H, W]
+    spacing: float,
+    cell: int,
+    window: tuple[int, int, int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean energy of the fine detail in each ``cell``-pixel cell, and the cells' pixel counts.
+
+    The detail is what a uniform layout of seeds ``spacing`` pixels apart leaves least resolved:
+    the image minus its Gaussian blur at half that spacing. ``window`` ``(y0, y1, x0, x1)``: only
+    the cells of that part of ``gray`` (the rest is the blur's context); default: all of it.
+
+    Examples
+    --------
+    >>> gray = np.zeros((32, 48))
+    >>> gray[:16, :16] = np.random.default_rng(0).random((16, 16))
+    >>> energy, area = cell_detail(gray, 4.0, 16)
+    >>> energy.shape, area.tolist(), bool(energy[0, 0] > 10 * energy[1, 2])
+    ((2, 3), [[256, 256, 256], [256, 256, 256]], True)
+    """
+    from scipy.ndimage import gaussian_filter
+
     detail = gray - gaussian_filter(gray, spacing / 2, mode="nearest")
-    cell = 1 << max(4, math.ceil(math.log2(spacing * math.sqrt(SEEDS_PER_CELL))))
-    cell = min(cell, MAX_CELL)
+    if window is not None:
+        y0, y1, x0, x1 = window
+        detail = detail[y0:y1, x0:x1]
+    height, width = detail.shape
     rows, cols = cell_grid(height, width, cell)
     padded = np.zeros((rows * cell, cols * cell))
     padded[:height, :width] = detail**2
-    area = np.zeros_like(padded)
-    area[:height, :width] = 1
-    energy = padded.reshape(rows, cell, cols, cell).sum((1, 3))
-    energy /= area.reshape(rows, cell, cols, cell).sum((1, 3))
-    weight = (energy + DETAIL_FLOOR * energy.mean() + 1e-12) ** DETAIL_POWER
-    levels = np.round(2 * np.log2(weight / weight.max())) + LEVELS - 1
-    return format_seed_map(cell, np.clip(levels, 0, LEVELS - 1).astype(np.int64))
+    inside = np.zeros_like(padded)
+    inside[:height, :width] = 1
+    area = inside.reshape(rows, cell, cols, cell).sum((1, 3))
+    return padded.reshape(rows, cell, cols, cell).sum((1, 3)) / area, area.astype(np.int64)
+
+
+def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:
+    """Seeds a pixel of each cell deserves (relative): ``(energy + floor) ^`` :data:`DETAIL_POWER`.
+
+    Cells with little detail still get seeds (a flat area needs a few large Gaussians): the floor
+    is a fraction (:data:`DETAIL_FLOOR`) of the mean detail energy.
+
+    Examples
+    --------
+    >>> detail_weight(np.array([0.0, 0.9, 3.9]), floor=0.1).round(3).tolist()
+    [0.316, 1.0, 2.0]
+    """
+    return (energy + floor + 1e-12) ** DETAIL_POWER

@@ -92,11 +92,10 @@ def fit_box(
     from napari_sgi.encode.targeting import fit_region
 
     target = to_tensor(pixels, value_range).to(device)
-    core_pixels = (region.core[1] - region.core[0]) * (region.core[3] - region.core[2])
     model = fit_region(
         target,
         config,
-        core_pixels=core_pixels,
+        core_pixels=region.core_pixels,
         model=start,
         progress=progress,
         cancel=cancel,
@@ -148,7 +147,7 @@ def available_cores() -> int:
 def fit_in_processes(
     image: np.ndarray,
     regions: list[Region],
-    config: FitConfig,
+    configs: list[FitConfig],
     value_range: ValueRange,
     *,
     workers: int,
@@ -165,6 +164,8 @@ def fit_in_processes(
     ----------
     image
         The slice (``[H, W]`` or ``[H, W, C]``); each worker gets its region's box only.
+    configs
+        One configuration per region (:func:`napari_sgi.encode.targeting.region_configs`).
     steps
         Fitting steps of one region (pilots included): ``progress(step, total, psnr)`` counts the
         slice's steps up to ``steps * len(regions)``, never backwards.
@@ -192,7 +193,7 @@ def fit_in_processes(
         by0, by1, bx0, bx1 = region.box
         pixels = np.ascontiguousarray(image[by0:by1, bx0:bx1])  # the box only, not the slice
         start = pickle.dumps(start_models[number]) if start_models else None
-        job = (number, pixels, region, start, config, value_range, device, backend)
+        job = (number, pixels, region, start, configs[number], value_range, device, backend)
         with _main_script_hidden():  # the pool starts its workers in submit
             running[pool.submit(_fit_job, *job)] = number
 

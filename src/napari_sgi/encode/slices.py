@@ -115,11 +115,13 @@ def compress_slice(
         depend on it.
 
     With a target in ``config`` (``target_bpp``, ``target_psnr``) each region is fitted to it
-    (:func:`napari_sgi.encode.targeting.fit_region`): a size target is shared out by the
-    regions' core pixels.
+    (:func:`napari_sgi.encode.targeting.fit_region`). With an adaptive seed layout the slice's
+    Gaussians, or a size target's bits, are shared out over the regions by their detail
+    (:func:`napari_sgi.encode.targeting.region_configs`); a warm start keeps each region's
+    model, and with it its share.
     """
     from napari_sgi.core.image import validate_image
-    from napari_sgi.encode.targeting import pilot_steps_per_region
+    from napari_sgi.encode.targeting import pilot_steps_per_region, region_configs
 
     image = validate_image(image)
     regions = plan_regions(image.shape[0], image.shape[1], region_size, region_margin)
@@ -134,10 +136,11 @@ def compress_slice(
         "cancel": cancel,
         "start_models": start_models,
     }
+    configs = region_configs(image, regions, config)
     if workers > 1:
-        fitted = fit_in_processes(image, regions, config, value_range, workers=workers, **options)
+        fitted = fit_in_processes(image, regions, configs, value_range, workers=workers, **options)
     else:
-        fitted = _fit_here(image, regions, config, value_range, **options)
+        fitted = _fit_here(image, regions, configs, value_range, **options)
     results = []
     with contextlib.closing(fitted):  # stops the worker processes whatever happens here
         # Regions arrive in their order whoever fits them, so the meter's sums are the same.
@@ -152,7 +155,7 @@ def compress_slice(
 def _fit_here(
     image: np.ndarray,
     regions: list[Region],
-    config: FitConfig,
+    configs: list[FitConfig],
     value_range: ValueRange,
     *,
     device: str,
@@ -174,7 +177,7 @@ def _fit_here(
         yield fit_box(
             image[by0:by1, bx0:bx1],
             region,
-            config,
+            configs[number],
             value_range,
             device=device,
             backend=backend,

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from napari_sgi.core.presets import FitConfig
 from napari_sgi.core.targets import (
+    BITS_PER_GAUSSIAN_GUESS,
+    clamp_density,
     density_for_bits,
     density_for_psnr,
     pilot_steps,
@@ -30,9 +32,11 @@ from napari_sgi.core.targets import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from napari_sgi.core.fit import FitOutcome, FitProgress
+    from napari_sgi.core.regions import Region
 
 # Bytes a region adds beyond its weights and the symbols of its attributes: stream headers and
 # chunk tables (5 sections), its index entries and its part of the header JSON, with the seed map
@@ -50,6 +54,9 @@ PSNR_MARGIN = 0.05
 # dB above the target that the density is chosen for: λ can trade an excess for rate, but cannot
 # make up for too few Gaussians (it never goes below the preset's: rate_control.QualityControl).
 PSNR_HEADROOM = 0.1
+# Share a large slice's Gaussians (or bits) out over its regions by their detail (region_configs);
+# False gives every region the same density, or bits by its pixels (as before; for benchmarks).
+REGION_SHARES = True
 
 
 class TargetWarning(UserWarning):
@@ -77,6 +84,53 @@ def fixed_bits(config: FitConfig, channels: int) -> float:
 def smallest_bpp(config: FitConfig, channels: int, core_pixels: int) -> float:
     """Bits per pixel of a region's file share with no attributes at all: a floor for targets."""
     return fixed_bits(config, channels) / core_pixels
+
+
+def region_configs(
+    image: np.ndarray,  # [H, W] or [H, W, C]: the slice
+    regions: list[Region],
+    config: FitConfig,
+) -> list[FitConfig]:
+    """Each region's configuration, with the slice's Gaussians or bits shared out by detail.
+
+    With an adaptive seed layout (the ``default`` and ``fast`` presets), the Gaussians that the
+    density gives the whole slice, or the attributes' part of a size target, go to the regions
+    in proportion to their detail (:func:`napari_sgi.core.region_shares.region_shares`), so
+    that empty background does not take as much as tissue. Otherwise, with one region, a seed
+    count given, or a quality target (which every region then meets with the Gaussians it
+    needs), each region gets ``config`` as it is: the same density, or bits in proportion to
+    its pixels.
+    """
+    from napari_sgi.core.region_shares import region_shares
+
+    if (
+        not REGION_SHARES
+        or len(regions) == 1
+        or config.seed_layout != "adaptive"
+        or config.seeds is not None
+        or config.target_psnr is not None
+    ):
+        return [config] * len(regions)
+    k = config.gaussians_per_seed
+    if config.target_bpp is None:
+        shares = region_shares(image, regions, spacing=(k / config.density) ** 0.5)
+        gaussians = config.density * sum(r.box_pixels for r in regions)
+        return [
+            config.with_overrides(density=float(share * gaussians / r.box_pixels))
+            for share, r in zip(shares, regions, strict=True)
+        ]
+    channels = image.shape[2] if image.ndim == 3 else 1
+    fixed = fixed_bits(config, channels)
+    cores = [r.core_pixels for r in regions]
+    budget = config.target_bpp * sum(cores) - fixed * len(regions)
+    if budget <= 0:  # below the weights alone: fit_region says so for each region
+        return [config] * len(regions)
+    guess = clamp_density(config.target_bpp / BITS_PER_GAUSSIAN_GUESS)
+    shares = region_shares(image, regions, spacing=(k / guess) ** 0.5)
+    return [
+        config.with_overrides(target_bpp=float((share * budget + fixed) / core))
+        for share, core in zip(shares, cores, strict=True)
+    ]
 
 
 def fit_region(
