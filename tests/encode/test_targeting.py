@@ -134,3 +134,92 @@ def test_pilots_train_on_the_noise_of_the_fit_they_size(monkeypatch, target, pil
     *pilots, full = seen
     assert pilots and all(soft == pilots_soft for _, soft in pilots)
     assert full == (200, True)  # the full fit gets the configuration; core.fit picks its noise
+
+
+# -- large slices: the regions' shares ------------------------------------------------------------
+def _half_empty() -> np.ndarray:
+    """128x128 uint16: the test's blobs top left, flat noise-free background elsewhere."""
+    image = np.full((128, 128), 300, np.uint16)
+    rng = np.random.default_rng(5)
+    image[:64, :64] = rng.integers(300, 3000, (64, 64))
+    return image
+
+
+def _regions():
+    from napari_sgi.core.regions import plan_regions
+
+    return plan_regions(128, 128, size=64, margin=32)
+
+
+def test_a_free_fit_shares_the_slices_gaussians_by_detail():
+    from napari_sgi.core.presets import configure
+    from napari_sgi.encode.targeting import region_configs
+
+    config = configure("default", 128, 128, 1, density=0.02)
+    configs = region_configs(_half_empty(), _regions(), config)
+    densities = [c.density for c in configs]
+    assert densities[0] > 2 * max(densities[1:])  # the detailed region
+    boxes = [r.box_pixels for r in _regions()]
+    total = sum(d * b for d, b in zip(densities, boxes, strict=True))
+    assert total == pytest.approx(0.02 * sum(boxes))  # as many Gaussians as before, elsewhere
+    assert all(c == config.with_overrides(density=c.density) for c in configs)
+
+
+def test_a_size_target_shares_the_slices_bits_by_detail():
+    from napari_sgi.core.presets import configure
+    from napari_sgi.encode.targeting import fixed_bits, region_configs
+
+    config = configure("default", 128, 128, 1, target_bpp=2.0)
+    configs = region_configs(_half_empty(), _regions(), config)
+    cores = [r.core_pixels for r in _regions()]
+    assert configs[0].target_bpp > 2 * max(c.target_bpp for c in configs[1:])
+    attributes = [
+        c.target_bpp * n - fixed_bits(config, 1) for c, n in zip(configs, cores, strict=True)
+    ]
+    assert min(attributes) > 0  # every region keeps a budget beyond its weights
+    assert sum(c.target_bpp * n for c, n in zip(configs, cores, strict=True)) == pytest.approx(
+        2.0 * sum(cores)
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"seed_layout": "uniform"},  # the compact and paper presets: every region alike
+        {"seeds": 40},  # a seed count per region, given
+        {"target_psnr": 30.0},  # each region takes what it needs for the quality
+    ],
+)
+def test_regions_keep_the_config_where_nothing_is_shared(overrides):
+    from napari_sgi.core.presets import configure
+    from napari_sgi.encode.targeting import region_configs
+
+    config = configure("default", 128, 128, 1, **overrides)
+    assert region_configs(_half_empty(), _regions(), config) == [config] * 4
+    one = _regions()[:1]
+    assert region_configs(_half_empty(), one, configure("default", 128, 128, 1)) == [
+        configure("default", 128, 128, 1)
+    ]
+
+
+def test_regions_can_be_shared_by_area(monkeypatch):
+    from napari_sgi.core.presets import configure
+    from napari_sgi.encode import targeting
+
+    monkeypatch.setattr(targeting, "REGION_SHARES", False)
+    config = configure("default", 128, 128, 1)
+    assert targeting.region_configs(_half_empty(), _regions(), config) == [config] * 4
+
+
+def test_a_slice_fits_its_empty_regions_with_fewer_seeds():
+    from napari_sgi.core.image import ValueRange
+    from napari_sgi.core.presets import configure
+    from napari_sgi.encode.slices import compress_slice
+
+    image = _half_empty()
+    config = configure("fast", 128, 128, 1, iterations=20, density=0.05)
+    result = compress_slice(
+        image, config, ValueRange.of(image), region_size=64, region_margin=32, region_workers=1
+    )
+    seeds = [r.model.seed_count for r in result.regions]
+    assert seeds[0] > 2 * max(seeds[1:])
