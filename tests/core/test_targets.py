@@ -54,3 +54,19 @@ def test_a_flat_image_does_not_extrapolate_to_absurd_densities():
     density, predicted = density_for_psnr(60.0, 12500, pilot)
     assert density == DENSITY_RANGE[1]  # the most it may ask for
     assert predicted < 60.0  # and it says that it will fall short
+
+
+@pytest.mark.parametrize("iterations", [3000, 600])
+def test_a_short_free_fit_is_predicted_a_gain_a_doubling_of_the_steps_left(iterations):
+    """Short fits run free: the pilots (at least MIN_LONG_PILOT steps, at most the fit) and one
+    gain of their last doubling per doubling left, which is exact on a log-linear curve."""
+    pilot, calls = _pilots(_linear)
+    density, predicted = density_for_psnr(31.0, iterations, pilot, steered=False)
+    short, long = psnr_pilot_lengths(iterations)
+    assert (short, long) == ((750, 1500) if iterations == 3000 else (300, 600))
+    assert sorted({steps for _, steps in calls}) == [short, long]
+    assert predicted == pytest.approx(31.0)
+    assert _linear(density, iterations) == pytest.approx(31.0)  # the full fit itself
+    # The steered rule counts fewer gains (0.49 of one here), so it asks for more Gaussians.
+    if iterations == 3000:
+        assert density_for_psnr(31.0, iterations, _pilots(_linear)[0])[0] > density

@@ -90,7 +90,7 @@ def test_the_plan_counts_the_pilot_fits():
     quality = plan_from_params((96, 96), 1, {**SHORT, "psnr": 30.0})
     assert free.total_steps == 600
     assert sized.total_steps == 600 + 150  # one pilot
-    assert quality.total_steps == 600 + 2 * (75 + 150)  # two lengths at two densities
+    assert quality.total_steps == 600 + 2 * (300 + 600)  # two lengths at two densities
 
 
 def test_info_shows_the_target_and_what_was_reached(tmp_path, cells, capsys):
@@ -109,9 +109,16 @@ def test_info_shows_the_target_and_what_was_reached(tmp_path, cells, capsys):
 
 
 @pytest.mark.parametrize(
-    ("target", "pilots_soft"), [({"target_bpp": 3.0}, True), ({"target_psnr": 30.0}, False)]
+    ("target", "steered_steps", "pilots_soft", "steered"),
+    [
+        ({"target_bpp": 3.0}, 1000, True, "budget_bits"),  # a size: soft, λ steered
+        ({"target_psnr": 30.0}, 0, False, "psnr_target"),  # a quality, steered: plain noise
+        ({"target_psnr": 30.0}, 1000, True, None),  # too short to steer: a free fit
+    ],
 )
-def test_pilots_train_on_the_noise_of_the_fit_they_size(monkeypatch, target, pilots_soft):
+def test_pilots_train_as_the_fit_they_size(
+    monkeypatch, target, steered_steps, pilots_soft, steered
+):
     import torch
 
     import napari_sgi.core.fit as fit_module
@@ -122,18 +129,21 @@ def test_pilots_train_on_the_noise_of_the_fit_they_size(monkeypatch, target, pil
     real_fit = fit_module.fit
 
     def recording(image, config, **options):
-        seen.append((config.iterations, config.soft_round))
+        steering = [k for k in ("budget_bits", "psnr_target") if options.get(k) is not None]
+        seen.append((config.iterations, config.soft_round, config.settle, steering))
         return real_fit(image, config, **options)
 
     monkeypatch.setattr(fit_module, "fit", recording)
+    monkeypatch.setattr(fit_module, "MIN_STEERED_QUALITY_STEPS", steered_steps)
     config = FitConfig(
         iterations=200, levels=1, feature_dim=4, gaussians_per_seed=2, soft_round=True, **target
     )
     image = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(4))
     fit_region(image, config, core_pixels=64 * 64)
     *pilots, full = seen
-    assert pilots and all(soft == pilots_soft for _, soft in pilots)
-    assert full == (200, True)  # the full fit gets the configuration; core.fit picks its noise
+    assert pilots and all(p[1:] == (pilots_soft, 0.0, []) for p in pilots)  # every step
+    # The full fit gets the configuration (core.fit picks a steered fit's noise), and λ's control.
+    assert full == (200, True, 0.0, [steered] if steered else [])
 
 
 # -- large slices: the regions' shares ------------------------------------------------------------

@@ -34,6 +34,15 @@ HEADROOM = 1.12
 # but one, and λ control trades the excess for rate.
 PSNR_PILOT_FRACTION = 0.12
 STEP_GAIN_TO_FULL = 1.5
+# The longer pilot runs at least this many steps (the length the rule above was measured at), or
+# the whole fit when that is shorter. At 3000 steps, pilots of 12 % (180 and 360 steps) misjudged
+# the full fit by -2 to +0.3 dB depending on the image: the curves bend at different lengths.
+MIN_LONG_PILOT = 1500
+# A short quality target's fit runs free (core.fit.steers_quality), soft-rounded like its pilots:
+# it lands this many gains of the pilots' last doubling per doubling of the steps left above the
+# longer pilot. At 3000 steps (one doubling): 1.0 landed IHC 27 dB at +0.09 dB, the z-slice 30 dB
+# at +0.41 and nuclei 33 dB at +0.16; 0.49 (the steered rule's) at +0.93, +0.58 and +0.18.
+FREE_STEP_GAIN = 1.0
 # The first guess of the gain per doubling of the density, to place the second pair of pilots: on
 # the low side (0.3-0.5 dB on nuclei, 1.6-2 on IHC and the z-slice), so that the two densities
 # tend to bracket the answer.
@@ -119,14 +128,14 @@ def psnr_pilot_steps(iterations: int) -> int:
 
 def psnr_pilot_lengths(iterations: int) -> tuple[int, int]:
     """The two lengths of a quality target's pilots: ``PSNR_PILOT_FRACTION`` of the full fit's
-    steps, and half that.
+    steps but at least :data:`MIN_LONG_PILOT` (at most the whole fit), and half that.
 
     Examples
     --------
-    >>> psnr_pilot_lengths(12500)
-    (750, 1500)
+    >>> psnr_pilot_lengths(12500), psnr_pilot_lengths(3000), psnr_pilot_lengths(600)
+    ((750, 1500), (750, 1500), (300, 600))
     """
-    long = max(MIN_PILOT_STEPS, round(PSNR_PILOT_FRACTION * iterations))
+    long = min(iterations, max(MIN_LONG_PILOT, round(PSNR_PILOT_FRACTION * iterations)))
     return long // 2, long
 
 
@@ -161,12 +170,15 @@ def density_for_psnr(
     iterations: int,
     pilot: Callable[[float, int], float],
     start: float = 0.01,
+    steered: bool = True,
 ) -> tuple[float, float]:
     """The density whose full fit is predicted to reach ``target`` dB, and that prediction.
 
     ``pilot(density, steps)`` runs a pilot fit and returns its PSNR. At each of two densities,
     two pilots (:func:`psnr_pilot_lengths`) give the PSNR and its gain from doubling the steps;
-    the full fit is predicted ``STEP_GAIN_TO_FULL`` such gains further on. The second density is
+    the full fit is predicted ``STEP_GAIN_TO_FULL`` such gains further on (``steered``: a fit
+    whose λ is steered to the target), or one such gain a doubling of the steps left (a short
+    fit that runs free, :data:`FREE_STEP_GAIN`). The second density is
     placed from the first prediction (``ASSUMED_DENSITY_GAIN`` dB per doubling); the density then
     comes from the line through both predictions in log density.
 
@@ -179,8 +191,10 @@ def density_for_psnr(
     """
     short, long = psnr_pilot_lengths(iterations)
     # Calibrated for pilots of PSNR_PILOT_FRACTION; short fits have longer pilots (at least
-    # MIN_PILOT_STEPS), so fewer doublings of the steps are left to the full fit.
+    # MIN_LONG_PILOT), so fewer doublings of the steps are left to the full fit.
     to_full = STEP_GAIN_TO_FULL * math.log2(iterations / long) / -math.log2(PSNR_PILOT_FRACTION)
+    if not steered:
+        to_full = FREE_STEP_GAIN * math.log2(iterations / long)
 
     def full_fit(density: float) -> float:
         at_short, at_long = pilot(density, short), pilot(density, long)

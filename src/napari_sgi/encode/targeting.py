@@ -148,7 +148,7 @@ def fit_region(
     ``progress`` sees the pilots' steps first, then the full fit's, counted from 1 up to
     ``config.iterations + pilot_steps_per_region(config)``.
     """
-    from napari_sgi.core.fit import fit, steered_config
+    from napari_sgi.core.fit import fit, steered_config, steers_quality
 
     pilots = pilot_steps_per_region(config)
     done = 0
@@ -159,9 +159,12 @@ def fit_region(
 
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
-        # Trained as the steered fit they size will train.
-        steered = steered_config(config, quality=config.target_psnr is not None)
-        settings = replace(steered, density=density, iterations=steps, refine=0.0)
+        # Trained as the fit they size will train, every step (the rules were measured so).
+        if config.target_bpp is not None or steers_quality(config):
+            trained = steered_config(config, quality=config.target_psnr is not None)
+        else:
+            trained = replace(config, settle=0.0)
+        settings = replace(trained, density=density, iterations=steps, refine=0.0)
         settings = _without_target(settings)
         outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
         done += steps
@@ -194,8 +197,11 @@ def fit_region(
             config.iterations,
             lambda d, n: pilot(d, n).history[-1].psnr,
             start=config.density,
+            steered=steers_quality(config),
         )
         final = _without_target(config.with_overrides(density=density))
+        if not steers_quality(config):  # too short for λ to answer: free, as the pilots ran
+            return fit(image, final, progress=shifted, cancel=cancel, backend=backend)
         return fit(
             image,
             final,
