@@ -4,7 +4,8 @@ Pilot fits choose the density (:mod:`napari_sgi.core.targets`); for a size, the 
 steers λ so that the stored attributes land on their share of the file
 (:mod:`napari_sgi.core.rate_control`). A region's share is the target times its core's pixels,
 less what the region costs whatever its density: its weights, and the headers of its streams and
-of the container.
+of the container; with an adaptive seed layout, the slice's regions share the attributes' part
+by their detail instead (:func:`region_configs`).
 
 Examples
 --------
