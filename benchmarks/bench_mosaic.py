@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import git_revision, machine_description, record_section  # noqa: E402
-from bench_rd import at_rate, baseline_sweep, quality  # noqa: E402
+from bench_rd import _fmt, at_rate, baseline_sweep, quality  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mosaic.jsonl"
 SIZE = 2048
@@ -93,10 +93,6 @@ def measure(args) -> None:
             RESULTS.parent.mkdir(exist_ok=True)
             with RESULTS.open("a") as out:
                 out.write(json.dumps(row) + "\n")
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def report(args) -> None:

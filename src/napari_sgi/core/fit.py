@@ -275,7 +275,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
     model = model.to(image.device)
     pyramid = build_pyramid(image, config.levels)
     main_steps = config.iterations - config.refine_steps
-    schedule = Schedule(main_steps, config.levels, config.rate_phase, config.lr_decay)
+    schedule = main_schedule(config)
     optimizer, groups = _optimizer(model)
     generator = torch.Generator().manual_seed(config.rng_seed + 1)
     history: list[FitProgress] = []
@@ -381,9 +381,13 @@ def steers_quality(config: FitConfig) -> bool:
     >>> [steers_quality(FitConfig(iterations=n, refine=0.04)) for n in (12500, 3000)]
     [True, False]
     """
+    return main_schedule(config).rate_steps >= MIN_STEERED_QUALITY_STEPS
+
+
+def main_schedule(config: FitConfig) -> Schedule:
+    """The schedule of a fit's steps before its refinement."""
     main_steps = config.iterations - config.refine_steps
-    schedule = Schedule(main_steps, config.levels, config.rate_phase, config.lr_decay)
-    return schedule.iterations - schedule.rate_start >= MIN_STEERED_QUALITY_STEPS
+    return Schedule(main_steps, config.levels, config.rate_phase, config.lr_decay)
 
 
 def steered_config(config: FitConfig, *, quality: bool) -> FitConfig:
@@ -423,7 +427,7 @@ def _glide(config: FitConfig, schedule: Schedule) -> int:
     """
     if not config.soft_round or entropy.SOFT_ROUND is None:
         return 0
-    updates = (schedule.iterations - schedule.rate_start) // CONTROL_INTERVAL
+    updates = schedule.rate_steps // CONTROL_INTERVAL
     return max(
         0, min(round(GLIDE_SHARE * updates), updates - AFTER_GLIDE_STEPS // CONTROL_INTERVAL)
     )

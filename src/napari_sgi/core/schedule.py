@@ -94,6 +94,11 @@ class Schedule:
     def rate_start(self) -> int:
         return self.iterations - math.ceil(self.rate_phase * self.iterations)
 
+    @property
+    def rate_steps(self) -> int:
+        """Steps of the rate phase, at the end of the run."""
+        return self.iterations - self.rate_start
+
     def noise(self, step: int) -> str:
         """``'none'``, ``'fixed'`` (base steps) or ``'adaptive'`` (context-model steps + rate)."""
         if step >= self.rate_start:

@@ -153,6 +153,8 @@ def fit_region(
 
     pilots = pilot_steps_per_region(config)
     done = 0
+    # λ is steered to a size, or to a quality when the rate phase is long enough to answer.
+    steered = config.target_psnr is None or steers_quality(config)
 
     def shifted(event):
         if progress is not None:
@@ -161,7 +163,7 @@ def fit_region(
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
         # Trained as the fit they size will train, every step (the rules were measured so).
-        if config.target_bpp is not None or steers_quality(config):
+        if steered:
             trained = steered_config(config, quality=config.target_psnr is not None)
         else:
             trained = replace(config, settle=0.0)
@@ -198,10 +200,10 @@ def fit_region(
             config.iterations,
             lambda d, n: pilot(d, n).history[-1].psnr,
             start=config.density,
-            steered=steers_quality(config),
+            steered=steered,
         )
         final = _without_target(config.with_overrides(density=density))
-        if not steers_quality(config):  # too short for λ to answer: free, as the pilots ran
+        if not steered:  # too short for λ to answer: free, as the pilots ran
             return fit(image, final, progress=shifted, cancel=cancel, backend=backend)
         return fit(
             image,
