@@ -409,14 +409,15 @@ def bits_per_value(row: dict) -> dict[str, float]:
 def weight_bytes(
     channels: int, size: int, feature_dim: int, density: float = 0.07, preset: str = "default"
 ) -> int:
-    """Bytes of the MLP weights (colour, covariance, context) of a model, as stored."""
-    from napari_sgi.codec.weights import stored_size
+    """Bytes of the MLP weights (colour, covariance, context) of a model in int8 rows (``SGW9``:
+    its shapes alone fix them; the coded layout is smaller once fitted)."""
+    from napari_sgi.codec.weights import rows_size
     from napari_sgi.core.fit import make_model
     from napari_sgi.core.presets import get_preset
 
     config = get_preset(preset).with_overrides(feature_dim=feature_dim, density=density)
     model = make_model((channels, size, size), config)
-    return stored_size(model)
+    return rows_size(model)
 
 
 def fixed_cost_table(feature_dims=(8, 12, 16, 24, 50)) -> list[str]:

@@ -11,6 +11,10 @@ blending) fails here; that needs a new format version, not new digests.
   and context MLP), two regions per slice (size 64, margin 32) blended across the core border.
 - ``fixture_v4_rgb.sgi``: one 64x96 RGB uint8 slice, ``compact`` preset (no hash grid: the context
   is one learned prior), refinement, two regions.
+
+Both hold their weights in int8 rows (``SGW9``). ``fixture_v4_coded.sgi``, written later by
+:func:`write_coded_fixture`, holds coded weights (``SGWA``): one 64x64 uint16 slice, ``default``
+preset (adaptive seeds, soft rounding, refinement), one region.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ PINNED = {
             (0, 0): "dc3e824fb7ca126cd4033499bd74c85c9d96a2bbd92689ba9542d84f327d7167",
             (0, 1): "3302f9b9d95446e75000517618f4db86ab1850bc0ecab83ea476ec21268217bf",
             (0, 2): "4f144cff07fe679ee6c5f44fe0db1347d189f044da13671cd04dd49d97a8382e",
+        },
+    ),
+    "fixture_v4_coded.sgi": (
+        "YX",
+        (64, 64),
+        "uint16",
+        {
+            (0, 0): "f978ef1fd53957e57fc7231bf33324e4e6ef860322fe91e840322b1745b829a7",
+            (0, 1): "21c0f51c3189c47d1a84c8f555038a1ad4f7a1408fd409b6a0558d4f2af0dcfc",
+            (0, 2): "15f3511141a52adbd2555b8d9d7472a377b93d811e4516d9613a8663fd787531",
         },
     ),
 }
@@ -93,6 +107,24 @@ def write_fixtures(directory: Path = DATA) -> None:
     )
 
 
+def write_coded_fixture(directory: Path = DATA) -> None:
+    """How ``fixture_v4_coded.sgi`` was written (napari-sgi 0.1.0, weights layout ``SGWA``)."""
+    import tifffile
+
+    from napari_sgi.encode.pipeline import compress
+
+    nuclei = tifffile.imread(DATA / "nuclei_crop64.tif")  # (64, 64) uint16
+    compress(
+        nuclei,
+        directory / "fixture_v4_coded.sgi",
+        preset="default",
+        iterations=60,
+        density=0.05,
+        levels=3,
+        resume=False,
+    )
+
+
 def digest(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
@@ -113,6 +145,26 @@ def rendered(name: str) -> dict[tuple[int, int], np.ndarray]:
         image.file.close()
 
 
+WEIGHTS_LAYOUT = {
+    "fixture_v4.sgi": b"SGW9",
+    "fixture_v4_rgb.sgi": b"SGW9",
+    "fixture_v4_coded.sgi": b"SGWA",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_each_weights_layout_has_a_committed_file(name):
+    from napari_sgi.file.container import SGIReader
+
+    with SGIReader(DATA / name) as reader:
+        layouts = {
+            reader.read_section(section)[:4]
+            for section in reader.section_names
+            if section.endswith("/weights")
+        }
+    assert layouts == {WEIGHTS_LAYOUT[name]}
+
+
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_committed_file_decodes_to_pinned_pixels(name):
     axes, shape, dtype, digests = PINNED[name]
@@ -121,7 +173,8 @@ def test_committed_file_decodes_to_pinned_pixels(name):
     image = open_sgi(DATA / name, n_levels=LEVELS)
     image.file.close()
     assert (DATA / name).read_bytes()[8:12] == (4).to_bytes(4, "little")  # format version 4
-    assert image.metadata["fit"]["levels"] == LEVELS
+    models = [r["model"] for s in image.metadata["slices"] for r in s["regions"]]
+    assert {model["levels"] for model in models} == {LEVELS}
     assert (image.axes, image.data.shape, image.data.dtype) == (axes, shape, np.dtype(dtype))
     got = {key: digest(pixels) for key, pixels in rendered(name).items()}
     assert got == digests

@@ -75,11 +75,11 @@ def pilot_steps_per_region(config: FitConfig) -> int:
 
 def fixed_bits(config: FitConfig, channels: int) -> float:
     """Bits a region costs whatever its density: its weights and its headers."""
-    from napari_sgi.codec.weights import stored_size
+    from napari_sgi.codec.weights import expected_size
     from napari_sgi.core.fit import make_model
 
     model = make_model((channels, 16, 16), config.with_overrides(seeds=1))
-    return 8.0 * (stored_size(model) + REGION_OVERHEAD_BYTES)
+    return 8.0 * (expected_size(model) + REGION_OVERHEAD_BYTES)
 
 
 def smallest_bpp(config: FitConfig, channels: int, core_pixels: int) -> float:

@@ -16,7 +16,8 @@ these bounds needs at most about 1 GB to decode and 256 MiB to render, whatever 
 
 Then the sections' lengths must be what the configuration implies (:func:`check_section_sizes`,
 from the index alone, before any section is read): the weights section exactly
-:func:`weights_bytes`; the hash grid empty without a grid, at least a bit-stream header with one;
+:func:`weights_bytes` (int8 rows) or within :func:`coded_weights_bytes` (coded); the hash grid
+empty without a grid, at least a bit-stream header with one;
 each Gaussian stream at least the header and chunk table its symbol count needs, a chunk holding
 at most ``CHUNK_SYMBOLS`` (2^18) symbols, as every encoder writes them. So a few kilobytes cannot
 claim millions of seeds, and every region of a file costs at least ~100 bytes of sections.
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_VALUES",
     "check_model_budget",
     "check_section_sizes",
+    "coded_weights_bytes",
     "min_stream_bytes",
     "stream_symbols",
     "weights_bytes",
@@ -117,7 +119,7 @@ def _linear_bytes(n_in: int, n_out: int) -> int:
 
 
 def weights_bytes(model: Mapping[str, int]) -> int:
-    """Exact length of the weights section (``SGW9``, :mod:`napari_sgi.codec.weights`)."""
+    """Exact length of a weights section in int8 rows (``SGW9``, :mod:`.codec.weights`)."""
     f, k, c = model["feature_dim"], model["gaussians_per_seed"], model["channels"]
     size = 4 + 2 * _linear_bytes(f, f) + _linear_bytes(f, c * k) + _linear_bytes(f, 3 * k)
     n_out = 2 * (f + 4 + 2 * k) + len(STREAMS)  # means, raw scales, one step logit per group
@@ -125,6 +127,35 @@ def weights_bytes(model: Mapping[str, int]) -> int:
         return size + 2 * n_out  # the prior, float16
     grid_dim = model["grid_levels"] * model["grid_features"]
     return size + _linear_bytes(grid_dim, 2 * f) + _linear_bytes(2 * f, n_out)
+
+
+def _weight_tensors(model: Mapping[str, int]) -> tuple[int, int]:
+    """Tensors and values a coded weights section (``SGWA``) holds: each ``Linear``'s weight and
+    bias, the context's output split in two (its step logits apart)."""
+    f, k, c = model["feature_dim"], model["gaussians_per_seed"], model["channels"]
+    values = 2 * (f * f + f) + (f + 1) * c * k + (f + 1) * 3 * k
+    n_out = 2 * (f + 4 + 2 * k) + len(STREAMS)
+    if model["grid_levels"] == 0:
+        return 8 + 2, values + n_out
+    grid_dim = model["grid_levels"] * model["grid_features"]
+    return 8 + 6, values + (grid_dim + 1) * 2 * f + (2 * f + 1) * n_out
+
+
+def coded_weights_bytes(model: Mapping[str, int]) -> tuple[int, int]:
+    """Shortest and longest coded weights section (``SGWA``) of ``model``: its magic, two bytes
+    a tensor, and a Gaussian stream of its values: the stream's head and chunk table, and at
+    least 1/16 bit a value (the least a value costs at the smallest spread a tensor can have, a
+    quarter step: 0.067 bit), at most 9 bytes a value (far above any coder's).
+
+    Examples
+    --------
+    >>> model = {"feature_dim": 4, "gaussians_per_seed": 6, "channels": 1, "grid_levels": 0}
+    >>> coded_weights_bytes(model)
+    (41, 1868)
+    """
+    tensors, values = _weight_tensors(model)
+    shortest = 4 + 2 * tensors + min_stream_bytes(values) + values // 128
+    return shortest, shortest + 9 * values
 
 
 def _varint_bytes(value: int) -> int:
@@ -144,10 +175,11 @@ def min_stream_bytes(symbols: int) -> int:
 
 def check_section_sizes(model: Mapping[str, int], sizes: Mapping[str, int], where: str) -> None:
     """Refuse sections whose lengths (``sizes``: part -> bytes) the model cannot have."""
-    wanted = weights_bytes(model)
-    if sizes["weights"] != wanted:
+    rows, (shortest, longest) = weights_bytes(model), coded_weights_bytes(model)
+    if sizes["weights"] != rows and not shortest <= sizes["weights"] <= longest:
         raise SGIFormatError(
-            f"{where}: the weights section holds {sizes['weights']} bytes, its model needs {wanted}"
+            f"{where}: the weights section holds {sizes['weights']} bytes, its model needs "
+            f"{rows} (int8 rows) or {shortest} to {longest} (coded)"
         )
     grid = sizes["hash_grid"]
     if (model["grid_levels"] == 0) != (grid == 0) or 0 < grid < BIT_STREAM_HEAD_BYTES:
