@@ -153,3 +153,13 @@ def test_a_section_of_another_layout_is_refused():
     float16 = b"".join(p.half().numpy().tobytes() for p in _params(model))
     with pytest.raises(ValueError, match="weight section"):
         load_weights(model, float16)
+
+
+def test_the_rows_switch_stores_int8_rows(monkeypatch):
+    """``CODED = False`` (benchmarks' baseline) writes ``SGW9`` and expects its size."""
+    from napari_sgi.codec import weights
+
+    monkeypatch.setattr(weights, "CODED", False)
+    model = _model(0, grid_levels=0)
+    data = store_weights(model)
+    assert data.startswith(MAGIC) and len(data) == expected_size(model) == rows_size(model)

@@ -47,6 +47,9 @@ EXPONENT_RANGE = (-48, 16)  # of a coded tensor's step 2^e
 SPREAD_OFFSET, SPREAD_STEPS = 2, 16  # sigma = 2^(s / 16 - 2) for a spread code s in 0..255
 FINE_LEVELS, COARSE_LEVELS = 2047, 63  # a tensor's peak over its step, at least
 MAX_CODED_SYMBOL = 1 << 24  # |q|: so that q 2^e is exact in float32
+# Whether the writer may code the weights (SGWA); False stores int8 rows only, as before (for
+# benchmarks: the same encoder with the previous layout).
+CODED = True
 # For size targets, before a fit: bits a coded weight takes (measured on the presets' fits,
 # docs/method.md) and the Gaussian stream's head with one chunk.
 CODED_BITS_PER_VALUE = 7.5
@@ -255,7 +258,7 @@ def expected_size(model: SGIModel) -> int:
     values = sum(p.numel() for p, _ in _parameters(model))
     coded = len(CODED_MAGIC) + 2 * len(tensors) + CODED_STREAM_HEAD
     coded += math.ceil(values * CODED_BITS_PER_VALUE / 8)
-    return min(rows_size(model), coded)
+    return min(rows_size(model), coded) if CODED else rows_size(model)
 
 
 @torch.no_grad()
@@ -263,7 +266,7 @@ def store_weights(model: SGIModel) -> bytes:
     """Round the MLP weights of ``model`` in place to what the file holds; return the section:
     ``SGWA`` or ``SGW9``, whichever is smaller."""
     rows = _store_rows(model)
-    coded = _store_coded(model)
+    coded = _store_coded(model) if CODED else None
     data, rounded = rows if coded is None or len(rows[0]) <= len(coded[0]) else coded
     for (param, _), values in zip(_parameters(model), rounded, strict=True):
         param.copy_(torch.from_numpy(values).reshape(param.shape))
