@@ -3,6 +3,7 @@ is refused."""
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,3 +164,21 @@ def test_the_rows_switch_stores_int8_rows(monkeypatch):
     model = _model(0, grid_levels=0)
     data = store_weights(model)
     assert data.startswith(MAGIC) and len(data) == expected_size(model) == rows_size(model)
+
+
+def test_a_damaged_coded_section_raises_value_errors_only():
+    """Random byte changes anywhere in an ``SGWA`` section: a ``ValueError`` (the coder's
+    checksums, the head's checks), or weights that load, never another exception."""
+    model = _model(0)
+    data = store_weights(copy.deepcopy(model))
+    rng = np.random.default_rng(0)
+    refused = 0
+    for _ in range(300):
+        damaged = bytearray(data)
+        for position in rng.integers(0, len(data), rng.integers(1, 4)):
+            damaged[position] = rng.integers(0, 256)
+        try:
+            load_weights(_model(1), bytes(damaged))
+        except ValueError:
+            refused += 1
+    assert refused > 250  # most damage is caught (a changed spread code may still decode)
