@@ -285,7 +285,7 @@ MODEL_FIELDS = [
 def fixture_files() -> list[tuple[dict, dict[str, bytes]]]:
     """(header, sections) of each committed fixture, and of one region of it on its own."""
     out = []
-    for name in ("fixture_v4.sgi", "fixture_v4_rgb.sgi"):
+    for name in ("fixture_v4.sgi", "fixture_v4_rgb.sgi", "fixture_v4_coded.sgi"):
         with SGIReader(FIXTURES / name) as reader:
             header = json.loads(json.dumps(reader.header))
             sections = {n: reader.read_section(n) for n in reader.section_names}
