@@ -111,3 +111,19 @@ def test_models_beyond_the_budget_are_refused(fields, match):
         with pytest.raises(SGIFormatError, match=match):
             check_model_budget(model)
     assert MAX_BOX_VALUES == 8192 * 8192
+
+
+@pytest.mark.parametrize("grid_levels", [0, 2])
+def test_the_shortest_coded_weights_bound_holds_for_all_zero_weights(grid_levels):
+    """All-zero weights code at the least a value can cost (the smallest spread): the shortest
+    bound must still be at or under that section's length."""
+    import torch
+
+    config = _config(feature_dim=24, gaussians_per_seed=10, grid_levels=grid_levels)
+    model = SGIModel(ModelConfig(**config))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    data = store_weights(model)
+    shortest, _ = coded_weights_bytes(config)
+    assert data[:4] == b"SGWA" and shortest <= len(data) < 2 * shortest
