@@ -36,6 +36,7 @@ from _record import (  # noqa: E402
     read_rows,
     record_section,
 )
+from bench_rd import at_rate, quality  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "residual.jsonl"
 
@@ -48,22 +49,6 @@ DENSITIES = {
 }
 RESIDUAL_STEPS_DB = (1, 2, 3, 4, 6, 8, 10, 13)  # residual targets above the base's PSNR
 UINT16_PEAK = 65535.0
-
-
-def _psnr(decoded: np.ndarray, original: np.ndarray) -> float:
-    from napari_sgi.compare.metrics import quality
-
-    return quality(decoded, original, None)[0]
-
-
-def _interpolate(points: list[tuple[int, float]], nbytes: float) -> float | None:
-    """PSNR at ``nbytes`` on a curve of (bytes, PSNR), linear in log bytes; None outside."""
-    points = sorted(points)
-    for (b0, p0), (b1, p1) in zip(points, points[1:], strict=False):
-        if b0 <= nbytes <= b1:
-            t = (math.log(nbytes) - math.log(b0)) / (math.log(b1) - math.log(b0))
-            return p0 + t * (p1 - p0)
-    return None
 
 
 def _residual_points(original: np.ndarray, decoded: np.ndarray, base_psnr: float):
@@ -84,7 +69,7 @@ def _residual_points(original: np.ndarray, decoded: np.ndarray, base_psnr: float
         combined = decoded.astype(np.int64) + coded.reshape(decoded.shape)
         info = np.iinfo(original.dtype)
         combined = np.clip(combined, info.min, info.max).astype(original.dtype)
-        points.append((len(stream), _psnr(combined, original)))
+        points.append((len(stream), quality(combined, original)[0]))
     return points
 
 
@@ -97,17 +82,17 @@ def measure(name: str, preset: str) -> None:
     original = load(name)
     pixels = original.shape[0] * original.shape[1]
     (j2k,) = parse_codecs("j2k")
-    alone = [(r.bytes, r.psnr) for r in rd_curve(j2k, original)]
+    alone = [{"bpp": r.bpp, "psnr": r.psnr} for r in rd_curve(j2k, original)]
     with tempfile.TemporaryDirectory() as folder:
         for density in DENSITIES[name]:
             path = Path(folder) / f"{name}_{density}.sgi"
             compress(original, path, preset=preset, density=density, resume=False)
             decoded = np.asarray(open_sgi(path).levels[0])
             base_bytes = path.stat().st_size
-            base_psnr = _psnr(decoded, original)
+            base_psnr = quality(decoded, original)[0]
             for extra, psnr in [(0, base_psnr), *_residual_points(original, decoded, base_psnr)]:
                 total = base_bytes + extra
-                j2k_psnr = _interpolate(alone, total)
+                j2k_psnr = at_rate(alone, 8 * total / pixels)
                 row = {
                     "image": name,
                     "preset": preset,
@@ -141,12 +126,8 @@ def report(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        curve = [
-            (r["base bytes"], r["PSNR"])
-            for r in rows
-            if r["image"] == row["image"] and r["residual bytes"] == 0
-        ]
-        sgi_alone = _interpolate(curve, row["base bytes"] + row["residual bytes"])
+        curve = [r for r in rows if r["image"] == row["image"] and r["residual bytes"] == 0]
+        sgi_alone = at_rate(curve, row["bpp"], key="PSNR")
         lines.append(
             f"| {row['image']} | {row['density']} | {row['base bytes']:,} "
             f"| {row['residual bytes']:,} | {row['bpp']:.3f} | {row['PSNR']:.2f} "

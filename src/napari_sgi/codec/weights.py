@@ -266,9 +266,9 @@ def expected_size(model: SGIModel) -> int:
 def store_weights(model: SGIModel) -> bytes:
     """Round the MLP weights of ``model`` in place to what the file holds; return the section:
     ``SGWA`` or ``SGW9``, whichever is smaller."""
-    rows = _store_rows(model)
     coded = _store_coded(model) if CODED else None
-    data, rounded = rows if coded is None or len(rows[0]) <= len(coded[0]) else coded
+    smaller = coded is not None and len(coded[0]) < rows_size(model)
+    data, rounded = coded if smaller else _store_rows(model)
     for (param, _), values in zip(_parameters(model), rounded, strict=True):
         param.copy_(torch.from_numpy(values).reshape(param.shape))
     return data
