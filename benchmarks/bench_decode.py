@@ -233,9 +233,12 @@ def main() -> None:
     build = first_coder_build(extensions)
     path = args.file or Path(tempfile.mkdtemp(prefix="bench_decode_")) / "ihc.sgi"
     if path.exists():
+        from napari_sgi.core.presets import fit_from_record
         from napari_sgi.reader import SGIFile
 
         file = SGIFile(path)
+        height, width, *samples = file.header["layout"]["slice_shape"]
+        shape = (height, width, samples[0] if samples else 1)
         made = {
             "bytes": path.stat().st_size,
             "bpp": 8 * path.stat().st_size / 512**2,
@@ -245,7 +248,7 @@ def main() -> None:
                 for r in file.slices[0]["regions"]
             ),
             "fit_seconds": None,
-            "iterations": file.header["fit"]["iterations"],
+            "iterations": fit_from_record(file.header["fit"], *shape).iterations,
         }
         file.close()
     else:

@@ -47,6 +47,7 @@ CODED_MAGIC = b"SGWA"  # power-of-two steps, entropy-coded
 EXPONENT_RANGE = (-48, 16)  # of a coded tensor's step 2^e
 SPREAD_OFFSET, SPREAD_STEPS = 2, 16  # sigma = 2^(s / 16 - 2) for a spread code s in 0..255
 FINE_LEVELS, COARSE_LEVELS = 2047, 63  # a tensor's peak over its step, at least
+EXACT_LEVELS = 4095  # at most, for a tensor whose values all lie on a power-of-two step
 MAX_CODED_SYMBOL = 1 << 24  # |q|: so that q 2^e is exact in float32
 # Whether the writer may code the weights (SGWA); False stores int8 rows only, as before (for
 # benchmarks: the same encoder with the previous layout).
@@ -170,10 +171,28 @@ def _coded_tensors(model: SGIModel) -> list[tuple[int, slice, int]]:
 
 
 def _exponent(values: np.ndarray, levels: int) -> int:
-    """The step 2^e of a tensor: the largest with at least ``levels`` steps to its peak."""
+    """The step 2^e of a tensor: the coarsest on which every value lies exactly, with at most
+    ``EXACT_LEVELS`` steps to its peak (weights the refinement trained on a chosen step,
+    :mod:`napari_sgi.core.weight_steps`); otherwise the largest with at least ``levels`` steps
+    to its peak.
+
+    Examples
+    --------
+    >>> _exponent(np.array([0.75, -0.5, 0.0]), 63)  # on a step of 2^-2: stored exactly
+    -2
+    >>> _exponent(np.array([0.7, -0.5, 0.1]), 63)  # 0.7 / 63 = 2^-6.5
+    -7
+    """
     peak = float(np.abs(values).max()) if values.size else 0.0
     if not peak > 0:
         return EXPONENT_RANGE[0]
+    coarsest = min(math.floor(math.log2(peak)), EXPONENT_RANGE[1])
+    finest = max(math.floor(math.log2(peak / EXACT_LEVELS)), EXPONENT_RANGE[0])
+    wide = values.astype(np.float64)
+    for exponent in range(coarsest, finest - 1, -1):
+        q = wide / 2.0**exponent
+        if np.array_equal(q, np.rint(q)):
+            return exponent
     return min(max(math.floor(math.log2(peak / levels)), EXPONENT_RANGE[0]), EXPONENT_RANGE[1])
 
 

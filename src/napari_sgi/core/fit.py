@@ -30,6 +30,7 @@ from napari_sgi.core.schedule import Schedule
 from napari_sgi.core.seed_map import seed_map_for_image
 from napari_sgi.core.seeds import seed_count_for_density
 from napari_sgi.core.settle import Settling, settle_window
+from napari_sgi.core.weight_steps import hold_weights, release_steps
 from napari_sgi.errors import FitCancelled
 
 
@@ -237,6 +238,7 @@ def fit(
     backend: str = "auto",
     budget_bits: float | None = None,
     psnr_target: float | None = None,
+    fixed_bits: float | None = None,
 ) -> FitOutcome:
     """Fit an SGI model to ``image`` coarse to fine, minimising L1 + lambda * rate.
 
@@ -257,6 +259,11 @@ def fit(
         (:mod:`.rate_control`). None: λ stays the configuration's.
     psnr_target
         Instead, a PSNR in dB: λ rises while the fit is above it, trading quality for rate.
+    fixed_bits
+        Bits the file spends on this model beyond its attributes (weights, headers): given, the
+        colour and covariance MLPs' steps are chosen for the file's size at the start of the rate
+        phase, and the rest of the fit trains on the weights rounded to them
+        (:mod:`.weight_steps`); a size target's budget gets back what they save.
 
     Examples
     --------
@@ -266,10 +273,14 @@ def fit(
     5
     """
     with kernel_owns_the_threads(image.device):
-        return _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_target)
+        return _fit(
+            image, config, model, progress, cancel, backend, budget_bits, psnr_target, fixed_bits
+        )
 
 
-def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_target) -> FitOutcome:
+def _fit(
+    image, config, model, progress, cancel, backend, budget_bits, psnr_target, fixed_bits
+) -> FitOutcome:
     if model is None:
         model = make_model(tuple(image.shape), config, image)
     model = model.to(image.device)
@@ -326,6 +337,13 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
         if step == schedule.rate_start:
             model.context.calibrate(model.normalized_anchors(), model.attributes().as_groups())
         models = model.entropy_models(level) if mode == "adaptive" else None
+        if step == schedule.rate_start and fixed_bits is not None:
+            attribute_bits = control.budget_bits if control else stored_bits(model, level, models)
+            saved = hold_weights(
+                model, pyramid[level], level, models, attribute_bits + fixed_bits, backend
+            )
+            if control is not None:
+                control.budget_bits += saved
         if quality is not None and step == probe_step:
             quality.allowance = REFINE_GAIN_PER_PROBE_GAIN * max(
                 0.0,
@@ -367,6 +385,7 @@ def _fit(image, config, model, progress, cancel, backend, budget_bits, psnr_targ
             on_step=lambda step, loss, mse: report(main_steps + step, 0, loss, mse, "refine"),
             backend=backend,
         )
+    release_steps(model)
     seconds = time.perf_counter() - started
     steps_run += config.refine_steps
     return FitOutcome(model, config.iterations, seconds, history, lmbda, steps_run)

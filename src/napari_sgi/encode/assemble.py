@@ -19,7 +19,6 @@ from napari_sgi.file.schema import ImageHeader, Quality, RegionEntry, SliceEntry
 
 if TYPE_CHECKING:
     from napari_sgi.core.image import ValueRange
-    from napari_sgi.core.presets import FitConfig
     from napari_sgi.encode.resume import ResumeStore
     from napari_sgi.encode.slices import SliceResult
     from napari_sgi.inputs import ImageSource
@@ -45,31 +44,32 @@ def slice_entry(key: tuple[int, ...], result: SliceResult) -> SliceEntry:
 
 def image_header(
     source: ImageSource,
-    config: FitConfig,
+    fit: dict,
     value_range: ValueRange,
     contrast_limits: tuple[float, float] | None,
 ) -> ImageHeader:
-    """The file's header before any slice: layout, value range, display window, fit."""
+    """The file's header before any slice: layout, value range, display window, and the fit
+    record (:func:`napari_sgi.core.presets.fit_record`)."""
     low, high = value_range.low, value_range.high
     return ImageHeader(
         encoder_version=__version__,
         layout=source.to_header(),
         value_range=(low, high),
         contrast_limits=tuple(contrast_limits or (low, high)),
-        fit=config.to_header(),
+        fit=fit,
     )
 
 
 def assemble(
     path: Path,
     source: ImageSource,
-    config: FitConfig,
+    fit: dict,
     value_range: ValueRange,
     contrast_limits: tuple[float, float] | None,
     store: ResumeStore,
 ) -> Assembled:
     """Write ``path`` (atomically) from the finished slices in ``store``, one at a time."""
-    header = image_header(source, config, value_range, contrast_limits)
+    header = image_header(source, fit, value_range, contrast_limits)
     psnrs, mses, ssims, gaussians = [], [], [], 0
     with SGIWriter(path, header.to_dict()) as writer:
         for index, key in enumerate(source.slice_keys()):

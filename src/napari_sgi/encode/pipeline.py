@@ -29,7 +29,7 @@ import numpy as np
 
 from napari_sgi.core.device import resolve_device
 from napari_sgi.core.image import MIN_SIDE, ValueRange
-from napari_sgi.core.presets import configure, get_preset
+from napari_sgi.core.presets import configure, fit_record, get_preset
 from napari_sgi.core.regions import REGION_MARGIN, REGION_SIZE, plan_regions
 from napari_sgi.core.targets import target_options
 from napari_sgi.encode.assemble import assemble
@@ -267,7 +267,8 @@ def compress(
         if not store.has_parts():
             store.remove()  # nothing finished to resume from
         raise
-    written = assemble(path, source, config, value_range, contrast_limits, store)
+    fit = fit_record(preset, config, height, width, channels)
+    written = assemble(path, source, fit, value_range, contrast_limits, store)
     store.remove()
     pixels = source.n_slices * work.height * work.width
     original = math.prod(source.shape) * np.dtype(source.dtype).itemsize

@@ -58,6 +58,10 @@ PSNR_HEADROOM = 0.1
 # Share a large slice's Gaussians (or bits) out over its regions by their detail (region_configs);
 # False gives every region the same density, or bits by its pixels (as before; for benchmarks).
 REGION_SHARES = True
+# Choose the MLP weights' steps for the file's size in the refinement (core.weight_steps), for
+# size targets and plain fits; False stores every tensor at 63 steps to its peak (as before; for
+# benchmarks). Quality targets keep 63: coarser weights would take back PSNR the target counted.
+WEIGHT_STEPS = True
 
 
 class TargetWarning(UserWarning):
@@ -184,14 +188,26 @@ def fit_region(
                 f"({smallest_bpp(config, channels, core_pixels):.3f} bpp: the weights alone)"
             )
         budget /= CODER_OVERHEAD
-        density = density_for_bits(
-            height * width,
-            budget,
-            lambda d: stored_bits(pilot(d, pilot_steps(config.iterations)).model),
-        )
+        pilots_run = []
+
+        def pilot_bits(density: float) -> float:
+            pilots_run.append(pilot(density, pilot_steps(config.iterations)).model)
+            return stored_bits(pilots_run[-1])
+
+        density = density_for_bits(height * width, budget, pilot_bits)
+        if WEIGHT_STEPS:  # the bits the weights' steps will save go to more Gaussians
+            density = _with_weight_savings(
+                density, budget, pilots_run[-1], image, fixed_bits(config, channels), backend
+            )
         final = _without_target(config.with_overrides(density=density))
         return fit(
-            image, final, progress=shifted, cancel=cancel, backend=backend, budget_bits=budget
+            image,
+            final,
+            progress=shifted,
+            cancel=cancel,
+            backend=backend,
+            budget_bits=budget,
+            fixed_bits=fixed_bits(config, channels) if WEIGHT_STEPS else None,
         )
     if config.target_psnr is not None:
         # Whether it was reached is told after the file is written (compress warns then).
@@ -213,7 +229,32 @@ def fit_region(
             backend=backend,
             psnr_target=config.target_psnr + PSNR_MARGIN,
         )
-    return fit(image, config, model=model, progress=progress, cancel=cancel, backend=backend)
+    fixed = fixed_bits(config, image.shape[0]) if WEIGHT_STEPS else None
+    return fit(
+        image,
+        config,
+        model=model,
+        progress=progress,
+        cancel=cancel,
+        backend=backend,
+        fixed_bits=fixed,
+    )
+
+
+def _with_weight_savings(
+    density: float, budget: float, pilot, image, fixed: float, backend: str
+) -> float:
+    """``density`` scaled for a budget that also gets the bits the weights' chosen steps save
+    against the 63 steps to a peak that ``fixed`` counts, estimated on the pilot's model (the
+    full fit chooses again, and gives its own saving back to λ's budget)."""
+    import torch
+
+    from napari_sgi.core.weight_steps import choose_weight_steps
+
+    with torch.no_grad():
+        attributes = pilot.quantized_attributes(0)
+    _, saved = choose_weight_steps(pilot, image, attributes, budget + fixed, 0, backend)
+    return round(clamp_density(density * max(budget + saved, 0.5 * budget) / budget), 6)
 
 
 def _without_target(config: FitConfig) -> FitConfig:
