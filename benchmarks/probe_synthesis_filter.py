@@ -9,10 +9,11 @@ The rate-distortion issue's lever 4: a tiny convolutional filter after the Gauss
 sum of Gaussians leaves (blur, ringing of overlapping Gaussians). The file cannot hold it yet, so
 this measures it as it would be stored: each fit (the ``default`` preset at the density, both
 with and without the filter, in the same run) is coded by the real encoder
-(``codec.model.encode_model``); its bytes are the coded sections plus the container's fixed 240
-bytes (``encode.targeting.REGION_OVERHEAD_BYTES``), plus, with the filter, its weights as int8
-rows with a float32 scale and bias per output channel. PSNR is that of the decoded model's render
-(exactly what a decoder renders), filtered with the int8 weights, in the image's own dtype.
+(``codec.model.encode_model``); its bytes are the coded sections plus the container's fixed
+bytes (``encode.targeting.REGION_OVERHEAD_BYTES``, 240 when recorded), plus, with the filter,
+its weights as int8 rows with a float32 scale and bias per output channel. PSNR is that of the
+decoded model's render (exactly what a decoder renders), filtered with the int8 weights, in the
+image's own dtype.
 """
 
 from __future__ import annotations

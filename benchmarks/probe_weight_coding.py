@@ -19,8 +19,8 @@ colour and covariance MLPs stored three ways:
   MSE + λ × bits / stored values, the fit's own trade-off.
 
 The prior stays float16 in all three. Bytes: the coded attribute sections + weights + the
-container's fixed 240 bytes (``encode.targeting.REGION_OVERHEAD_BYTES``); PSNR: the render of the
-rounded model against the image, in [0, 1].
+container's fixed bytes (``encode.targeting.REGION_OVERHEAD_BYTES``, 240 when recorded); PSNR:
+the render of the rounded model against the image, in [0, 1].
 """
 
 from __future__ import annotations

@@ -41,10 +41,12 @@ if TYPE_CHECKING:
 
 # Bytes a region adds beyond its weights and the symbols of its attributes: stream headers and
 # chunk tables (5 sections), its index entries and its part of the header JSON, with the seed map
-# and the fit's settings. A one-region 256x256 file: 203 bytes of preamble, header and index
-# alone; with 160 here, files of one region landed 55-85 bytes over their size targets on all
-# three sample images (+8 % at 0.1 bpp on the 256x256 z-slice), with 240 within -2.0 to -0.3 %.
-REGION_OVERHEAD_BYTES = 240
+# and the fit's record. A one-region 256x256 file: 203 bytes of preamble, header and index alone
+# while the header recorded every fit setting that differed from FitConfig's defaults; with 160
+# here, files of one region landed 55-85 bytes over their size targets on all three sample images
+# (+8 % at 0.1 bpp on the 256x256 z-slice), with 240 within -2.0 to -0.3 %. The fit record now
+# names the preset instead (core.presets.fit_record): 25-30 bytes less (161 bytes on that file).
+REGION_OVERHEAD_BYTES = 215
 # The coder's streams against the entropy model's ideal bits of the same symbols (snapped tables,
 # escapes, per-chunk CRCs): 2-3 % on compact files.
 CODER_OVERHEAD = 1.028
