@@ -60,9 +60,10 @@ PSNR_HEADROOM = 0.1
 # Share a large slice's Gaussians (or bits) out over its regions by their detail (region_configs);
 # False gives every region the same density, or bits by its pixels (as before; for benchmarks).
 REGION_SHARES = True
-# Choose the MLP weights' steps for the file's size in the refinement (core.weight_steps), for
-# size targets and plain fits; False stores every tensor at 63 steps to its peak (as before; for
-# benchmarks). Quality targets keep 63: coarser weights would take back PSNR the target counted.
+# Choose the MLP weights' steps for the file's size at the start of the rate phase
+# (core.weight_steps), for size targets and plain fits; False stores every tensor at 63 steps to
+# its peak (as before; for benchmarks). Quality targets keep 63: coarser weights would take back
+# PSNR the target counted.
 WEIGHT_STEPS = True
 
 
@@ -183,7 +184,8 @@ def fit_region(
         from napari_sgi.core.rate_control import stored_bits
 
         channels, height, width = image.shape
-        budget = config.target_bpp * core_pixels - fixed_bits(config, channels)
+        fixed = fixed_bits(config, channels)
+        budget = config.target_bpp * core_pixels - fixed
         if budget <= 0:
             raise ValueError(
                 f"{config.target_bpp:g} bpp is below the smallest file of this image "
@@ -198,9 +200,7 @@ def fit_region(
 
         density = density_for_bits(height * width, budget, pilot_bits)
         if WEIGHT_STEPS:  # the bits the weights' steps will save go to more Gaussians
-            density = _with_weight_savings(
-                density, budget, pilots_run[-1], image, fixed_bits(config, channels), backend
-            )
+            density = _with_weight_savings(density, budget, pilots_run[-1], image, fixed, backend)
         final = _without_target(config.with_overrides(density=density))
         return fit(
             image,
@@ -209,7 +209,7 @@ def fit_region(
             cancel=cancel,
             backend=backend,
             budget_bits=budget,
-            fixed_bits=fixed_bits(config, channels) if WEIGHT_STEPS else None,
+            fixed_bits=fixed if WEIGHT_STEPS else None,
         )
     if config.target_psnr is not None:
         # Whether it was reached is told after the file is written (compress warns then).
