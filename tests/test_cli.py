@@ -46,6 +46,9 @@ def test_compress_info_decompress(tmp_path, capsys, ihc_crop):
     info = json.loads(capsys.readouterr().out)
     assert sum(info["sections"].values()) + sum(info["overhead"].values()) == out.stat().st_size
     assert info["header"]["layout"]["axes"] == "YXS"
+    assert info["header"]["fit"]["preset"] == "fast"
+    assert main(["info", str(out)]) == 0
+    assert "  preset fast\n" in capsys.readouterr().out
 
     for suffix in (".png", ".tif", ".npy"):
         target = tmp_path / f"decoded{suffix}"

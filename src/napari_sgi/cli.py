@@ -316,6 +316,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if quality:
         print(f"  PSNR {quality.get('psnr')} dB, SSIM {quality.get('ssim')} (measured at encode)")
     fit = header.get("fit") if isinstance(header.get("fit"), dict) else {}
+    if isinstance(fit.get("preset"), str):
+        print(f"  preset {fit['preset']}")
     try:
         target = describe_target(fit.get("target_bpp"), fit.get("target_psnr"))
         if target:
