@@ -160,7 +160,8 @@ class FitConfig:
     def to_header(self, base: FitConfig | None = None) -> dict:
         """The fields that differ from ``base`` (by default :class:`FitConfig`'s defaults): what a
         file's header records (every byte of a small file counts). ``FitConfig(**header)`` gives
-        the configuration back; with a ``base``, ``base.with_overrides(**header)`` does.
+        the configuration back; with a ``base``, ``dataclasses.replace(base, **header)`` does
+        (``with_overrides`` would skip a field recorded as None).
 
         Examples
         --------

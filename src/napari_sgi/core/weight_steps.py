@@ -136,6 +136,22 @@ def choose_weight_steps(
     return steps, saved
 
 
+def steps_for_file(
+    model: SGIModel,
+    target: torch.Tensor,  # [C, H, W] the image at ``level``, in [0, 1]
+    file_bits: float,
+    level: int = 0,
+    models: dict | None = None,
+    backend: str = "auto",
+) -> tuple[WeightSteps, float]:
+    """:func:`choose_weight_steps` for a file of about ``file_bits`` bits, rendering the
+    attributes rounded as the file stores them (with the entropy ``models`` of ``level`` when the
+    caller has them)."""
+    with torch.no_grad():
+        attributes = model.quantized_attributes(level, models)
+    return choose_weight_steps(model, target, attributes, file_bits, level, backend)
+
+
 def hold_weights(
     model: SGIModel,
     target: torch.Tensor,  # [C, H, W] the image at ``level``, in [0, 1]
@@ -144,12 +160,9 @@ def hold_weights(
     file_bits: float,
     backend: str = "auto",
 ) -> float:
-    """Choose the MLPs' steps for a file of about ``file_bits`` bits, rendering the attributes
-    rounded with the entropy ``models`` of ``level``, and train on them from now on
-    (:func:`hold_on_steps`); return the bits they save (:func:`choose_weight_steps`)."""
-    with torch.no_grad():
-        attributes = model.quantized_attributes(level, models)
-    steps, saved = choose_weight_steps(model, target, attributes, file_bits, level, backend)
+    """Choose the MLPs' steps (:func:`steps_for_file`) and train on them from now on
+    (:func:`hold_on_steps`); return the bits they save."""
+    steps, saved = steps_for_file(model, target, file_bits, level, models, backend)
     hold_on_steps(model, steps)
     return saved
 

@@ -249,13 +249,9 @@ def _with_weight_savings(
     """``density`` scaled for a budget that also gets the bits the weights' chosen steps save
     against the 63 steps to a peak that ``fixed`` counts, estimated on the pilot's model (the
     full fit chooses again, and gives its own saving back to λ's budget)."""
-    import torch
+    from napari_sgi.core.weight_steps import steps_for_file
 
-    from napari_sgi.core.weight_steps import choose_weight_steps
-
-    with torch.no_grad():
-        attributes = pilot.quantized_attributes(0)
-    _, saved = choose_weight_steps(pilot, image, attributes, budget + fixed, 0, backend)
+    _, saved = steps_for_file(pilot, image, budget + fixed, backend=backend)
     return round(clamp_density(density * max(budget + saved, 0.5 * budget) / budget), 6)
 
 
