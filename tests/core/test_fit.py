@@ -62,6 +62,38 @@ def test_fixed_seed_gives_identical_results():
     assert not torch.equal(first.features, third.features)
 
 
+def test_pixels_of_weight_zero_do_not_move_a_fit():
+    # Two images that differ only where the weights are 0 (and far enough from where they are
+    # not that the coarser level's antialiased target does not see it) fit to the same model.
+    first = torch.rand(1, 32, 64, generator=torch.Generator().manual_seed(4))
+    second = first.clone()
+    second[..., 48:] = torch.rand(1, 32, 16, generator=torch.Generator().manual_seed(5))
+    weights = torch.ones(32, 64)
+    weights[:, 32:] = 0
+    config = TINY.with_overrides(levels=2, seed_layout="uniform")
+    a = fit(first, config, pixel_weights=weights)
+    b = fit(second, config, pixel_weights=weights)
+    for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert [e.psnr for e in a.history] == [e.psnr for e in b.history]
+    unweighted = fit(second, config)
+    assert not torch.equal(unweighted.model.features, b.model.features)
+
+
+def test_weights_of_one_are_the_plain_fit():
+    image = torch.rand(1, 20, 24, generator=torch.Generator().manual_seed(3))
+    plain = fit(image, TINY)
+    weighted = fit(image, TINY, pixel_weights=torch.ones(20, 24))
+    assert [e.loss for e in weighted.history] == pytest.approx(
+        [e.loss for e in plain.history], rel=1e-4
+    )
+
+
+def test_pixel_weights_must_fit_the_image():
+    with pytest.raises(ValueError, match="pixel weights"):
+        fit(torch.rand(1, 20, 24), TINY, pixel_weights=torch.ones(24, 20))
+
+
 def test_progress_reports_every_step_and_cancel_stops():
     image = torch.rand(2, 16, 16)
     reports = []

@@ -96,7 +96,7 @@ def test_refinement_gain_tries_a_copy_and_leaves_the_model_alone():
 def test_a_quality_target_probes_the_refinement_once(monkeypatch):
     calls = []
 
-    def probe(model, target, steps, lmbda, distortion, backend, on_step):
+    def probe(model, target, steps, lmbda, distortion, backend, on_step, weights):
         calls.append(steps)
         return 0.25
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_sgi.core.image import level_shape
-from napari_sgi.core.regions import axis_weights, blend, plan_regions, regions_in
+from napari_sgi.core.regions import axis_weights, blend, box_weights, plan_regions, regions_in
 
 SHAPE = (200, 150)  # 4 x 3 regions of 64 (the last row and column shorter)
 
@@ -80,3 +80,19 @@ def test_width_zero_is_the_hard_cut_and_a_ramp_blends_linearly():
     ramp = blend(regions, renders.__getitem__, 0, (0, 64, 0, 128), (64, 128), 32)[0, :, 0]
     assert np.all(ramp[:48] == 0) and np.all(ramp[80:] == 1)
     assert np.allclose(np.diff(ramp[48:80]), 1 / 32)  # 32 equal steps across the border
+
+
+def test_a_box_is_weighed_as_the_blend_shows_it():
+    regions = plan_regions(*SHAPE, size=64, margin=32)
+    shown = _weights(regions, 0, 32)
+    for region, weight in zip(regions, shown, strict=True):
+        y0, y1, x0, x1 = region.box
+        assert np.array_equal(box_weights(region, SHAPE, 32), weight[y0:y1, x0:x1])
+        outside = np.ones(SHAPE, bool)
+        outside[y0:y1, x0:x1] = False
+        assert not np.any(weight[outside])  # the box holds every pixel the blend shows of it
+
+
+def test_a_slice_of_one_region_is_not_weighed():
+    (region,) = plan_regions(64, 64)
+    assert box_weights(region, (64, 64), 32) is None

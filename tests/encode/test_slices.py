@@ -73,3 +73,25 @@ def test_the_meter_keeps_only_the_renders_that_cores_still_need():
     assert not meter.needs and not meter.renders  # every core measured, nothing left
     assert max(held) <= 2 * 4 + 3  # two rows of regions and a few, not all of them
     assert meter.result() == (0.0, 1.0)
+
+
+def test_each_region_weighs_its_box_as_the_blend_shows_it(monkeypatch):
+    import napari_sgi.encode.targeting as targeting
+    from napari_sgi.core.regions import box_weights
+
+    seen = []
+    fit_region = targeting.fit_region
+
+    def recording(image, config, **options):
+        seen.append(options["pixel_weights"])
+        return fit_region(image, config, **options)
+
+    monkeypatch.setattr(targeting, "fit_region", recording)
+    image = np.arange(64 * 96, dtype=np.uint16).reshape(64, 96)
+    value_range = ValueRange(0.0, float(image.max()), "uint16")
+    config = CONFIG.with_overrides(iterations=2)
+    regions = plan_regions(64, 96, 64, 32)
+    compress_slice(image, config, value_range, region_size=64, region_margin=32, region_workers=1)
+    assert len(seen) == len(regions) == 2
+    for weights, region in zip(seen, regions, strict=True):
+        np.testing.assert_array_equal(weights.numpy(), box_weights(region, (64, 96), 32))

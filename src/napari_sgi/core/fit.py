@@ -239,6 +239,7 @@ def fit(
     budget_bits: float | None = None,
     psnr_target: float | None = None,
     fixed_bits: float | None = None,
+    pixel_weights: torch.Tensor | None = None,  # [H, W] >= 0
 ) -> FitOutcome:
     """Fit an SGI model to ``image`` coarse to fine, minimising L1 + lambda * rate.
 
@@ -264,6 +265,12 @@ def fit(
         colour and covariance MLPs' steps are chosen for the file's size at the start of the rate
         phase, and the rest of the fit trains on the weights rounded to them
         (:mod:`.weight_steps`); a size target's budget gets back what they save.
+    pixel_weights
+        How much each pixel's error counts (the distortion is their weighted mean, at every
+        pyramid level averaged down): a region of a large slice weighs its box by the blend
+        weight the decoder gives each pixel (:func:`napari_sgi.core.regions.box_weights`), so
+        that the margins no other pixel shows do not take Gaussians. None: every pixel alike.
+        What a fit reports and steers by (PSNR, a quality target) is weighted alike.
 
     Examples
     --------
@@ -274,17 +281,55 @@ def fit(
     """
     with kernel_owns_the_threads(image.device):
         return _fit(
-            image, config, model, progress, cancel, backend, budget_bits, psnr_target, fixed_bits
+            image,
+            config,
+            model,
+            progress,
+            cancel,
+            backend,
+            budget_bits,
+            psnr_target,
+            fixed_bits,
+            pixel_weights,
         )
 
 
+def _weight_pyramid(
+    weights: torch.Tensor | None,  # [H, W]
+    pyramid: list[torch.Tensor],  # [C, H_l, W_l] per level
+) -> list[torch.Tensor | None]:
+    """``weights`` averaged down to every pyramid level's shape (None: no weights)."""
+    if weights is None:
+        return [None] * len(pyramid)
+    if weights.shape != pyramid[0].shape[-2:]:
+        shape = tuple(pyramid[0].shape)
+        raise ValueError(f"pixel weights {tuple(weights.shape)} for an image of shape {shape}")
+    weights = weights.to(pyramid[0])
+    return [
+        weights
+        if level.shape[-2:] == weights.shape
+        else torch.nn.functional.adaptive_avg_pool2d(weights[None, None], level.shape[-2:])[0, 0]
+        for level in pyramid
+    ]
+
+
 def _fit(
-    image, config, model, progress, cancel, backend, budget_bits, psnr_target, fixed_bits
+    image,
+    config,
+    model,
+    progress,
+    cancel,
+    backend,
+    budget_bits,
+    psnr_target,
+    fixed_bits,
+    pixel_weights,
 ) -> FitOutcome:
     if model is None:
         model = make_model(tuple(image.shape), config, image)
     model = model.to(image.device)
     pyramid = build_pyramid(image, config.levels)
+    weights = _weight_pyramid(pixel_weights, pyramid)
     main_steps = config.iterations - config.refine_steps
     schedule = main_schedule(config)
     optimizer, groups = _optimizer(model)
@@ -340,7 +385,13 @@ def _fit(
         if step == schedule.rate_start and fixed_bits is not None:
             attribute_bits = control.budget_bits if control else stored_bits(model, level, models)
             saved = hold_weights(
-                model, pyramid[level], level, models, attribute_bits + fixed_bits, backend
+                model,
+                pyramid[level],
+                level,
+                models,
+                attribute_bits + fixed_bits,
+                backend,
+                weights[level],
             )
             if control is not None:
                 control.budget_bits += saved
@@ -355,24 +406,25 @@ def _fit(
                     config.distortion,
                     backend,
                     on_step=lambda *_, at=step: check_cancel(at),
+                    weights=weights[0],
                 ),
             )
         if step >= schedule.rate_start and (step - schedule.rate_start) % CONTROL_INTERVAL == 0:
             if control is not None:
                 lmbda = control.update(stored_bits(model, level, models))
             if quality is not None and level == 0:
-                lmbda = quality.update(stored_psnr(model, pyramid[0], models, backend))
+                lmbda = quality.update(stored_psnr(model, pyramid[0], models, backend, weights[0]))
         temperature = _soft_round_temperature(config, schedule, step, main_steps)
         attributes = _noised(model, mode, level, generator, models, temperature)
         render = model.training_render(level, attributes, backend=backend)
         target = pyramid[level]
-        loss = distortion(render, target, config.distortion)
+        loss = distortion(render, target, config.distortion, weights[level])
         if mode == "adaptive" and lmbda > 0:
             loss = loss + lmbda * _rate(model, config, generator, models, temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        report(step, level, loss.item(), clamped_mse(render, target), mode)
+        report(step, level, loss.item(), clamped_mse(render, target, weights[level]), mode)
         steps_run += 1
         step = _next_step(step, schedule, settling, history[-1].loss)
     if config.refine_steps:
@@ -384,6 +436,7 @@ def _fit(
             config.distortion,
             on_step=lambda step, loss, mse: report(main_steps + step, 0, loss, mse, "refine"),
             backend=backend,
+            weights=weights[0],
         )
     release_steps(model)
     seconds = time.perf_counter() - started

@@ -23,21 +23,38 @@ def psnr(image: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     return 10.0 * math.log10(data_range**2 / mse)
 
 
-def distortion(render: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+def distortion(
+    render: torch.Tensor,  # [C, H, W]
+    target: torch.Tensor,  # [C, H, W]
+    kind: str = "mse",
+    weights: torch.Tensor | None = None,  # [H, W] >= 0, not all 0
+) -> torch.Tensor:
     """A fit's distortion term: mean squared (``"mse"``) or absolute (``"l1"``) error, one fused
     op forward and one backward (a training step takes it on every render).
+
+    With ``weights``, the weighted mean over the pixels (``sum(w * e) / sum(w)``, per channel):
+    a region of a large slice weighs its box by the blend weight the decoder gives each pixel
+    (:func:`napari_sgi.core.regions.box_weights`). All-one weights give the plain mean.
 
     Examples
     --------
     >>> float(distortion(torch.full((1, 2, 2), 0.5), torch.zeros(1, 2, 2), "l1"))
     0.5
+    >>> float(distortion(torch.tensor([[[1.0, 0.0]]]), torch.zeros(1, 1, 2), "mse",
+    ...                  torch.tensor([[1.0, 3.0]])))
+    0.25
     """
-    if kind == "mse":
-        return F.mse_loss(render, target)
-    return F.l1_loss(render, target)
+    if weights is None:
+        return F.mse_loss(render, target) if kind == "mse" else F.l1_loss(render, target)
+    error = (render - target) ** 2 if kind == "mse" else (render - target).abs()
+    return (error * weights).sum() / (weights.sum() * render.shape[0])
 
 
-def clamped_mse(render: torch.Tensor, target: torch.Tensor) -> float:
+def clamped_mse(
+    render: torch.Tensor,  # [C, H, W]
+    target: torch.Tensor,  # [C, H, W]
+    weights: torch.Tensor | None = None,  # [H, W], as :func:`distortion` takes them
+) -> float:
     """Mean squared error of ``render`` clamped to [0, 1], as a file would store it, without
     gradients: what a fit's progress reports turn into PSNR.
 
@@ -47,7 +64,7 @@ def clamped_mse(render: torch.Tensor, target: torch.Tensor) -> float:
     0.25
     """
     with torch.no_grad():
-        return float(F.mse_loss(render.clamp(0, 1), target))
+        return float(distortion(render.clamp(0, 1), target, "mse", weights))
 
 
 def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:

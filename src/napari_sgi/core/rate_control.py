@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from napari_sgi.core.entropy import ideal_bits
+from napari_sgi.core.metrics import clamped_mse
 
 # A step of the controller changes λ at most by this factor: the fit needs some tens of steps to
 # answer a new λ, so larger jumps overshoot.
@@ -152,17 +153,18 @@ def stored_psnr(
     target: torch.Tensor,  # [C, H, W] the full-resolution image in [0, 1]
     models: dict,
     backend: str = "auto",
+    weights: torch.Tensor | None = None,  # [H, W] the fit's pixel weights
 ) -> float:
     """PSNR in dB of the full-resolution render from the attributes as a file stores them
-    (rounded with ``models``' adaptive steps), clamped to [0, 1] as the decoder clamps it.
+    (rounded with ``models``' adaptive steps), clamped to [0, 1] as the decoder clamps it;
+    over the pixels weighted by ``weights`` when given (:func:`.metrics.distortion`).
 
     What a quality target steers by: the training render carries quantisation noise, and lay
     0.05-0.3 dB (depending on the image) below the decoded file.
     """
     with torch.no_grad():
         attributes = model.quantized_attributes(0, models)
-        render = model.render(0, attributes, backend=backend).clamp(0, 1)
-        mse = float(torch.mean((render - target) ** 2))
+        mse = clamped_mse(model.render(0, attributes, backend=backend), target, weights)
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
 
 
@@ -174,6 +176,7 @@ def refinement_gain(
     distortion: str = "mse",
     backend: str = "auto",
     on_step=None,
+    weights: torch.Tensor | None = None,  # [H, W] the fit's pixel weights
 ) -> float:
     """dB that ``steps`` of refinement add to the stored attributes' PSNR, tried on a copy.
 
@@ -191,6 +194,8 @@ def refinement_gain(
     # Refinement leaves the context model, and so the coding distributions, as they are.
     models = model.entropy_models(0)
     trial = copy.deepcopy(model)
-    before = stored_psnr(model, target, models, backend)
-    refine(trial, target, steps, lmbda, distortion, backend=backend, on_step=on_step)
-    return stored_psnr(trial, target, models, backend) - before
+    before = stored_psnr(model, target, models, backend, weights)
+    refine(
+        trial, target, steps, lmbda, distortion, backend=backend, on_step=on_step, weights=weights
+    )
+    return stored_psnr(trial, target, models, backend, weights) - before

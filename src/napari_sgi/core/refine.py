@@ -60,6 +60,7 @@ def refine(
     *,
     on_step: StepCallback | None = None,
     backend: str = "auto",
+    weights: torch.Tensor | None = None,  # [H, W] pixel weights of the distortion
 ) -> float:
     """Refine ``model`` in place on its rounded attributes; return the best loss.
 
@@ -72,6 +73,9 @@ def refine(
         Adam steps; each renders the full-resolution image once.
     lmbda, distortion
         The fit's rate weight and distortion (``"mse"`` or ``"l1"``).
+    weights
+        The fit's pixel weights (:func:`napari_sgi.core.metrics.distortion`); None: every pixel
+        alike.
     on_step
         Called after every step with ``(step, best loss so far, mse of this step's render,
         clamped to [0, 1])`` (``step`` counts from 0); it may raise to cancel (the model is then
@@ -108,7 +112,7 @@ def refine(
             render = model.training_render(
                 0, Attributes.from_groups(rounded, model.config.gaussians_per_seed), backend=backend
             )
-            loss = metrics.distortion(render, target, distortion)
+            loss = metrics.distortion(render, target, distortion, weights)
             if lmbda > 0:
                 loss = loss + lmbda * rate_bits_per_value(rounded, distributions)
             # The loss is that of the parameters before this step's update: remember them.
@@ -118,7 +122,7 @@ def refine(
             loss.backward()
             optimizer.step()
             if on_step is not None:
-                on_step(step, best_loss, metrics.clamped_mse(render, target))
+                on_step(step, best_loss, metrics.clamped_mse(render, target, weights))
     finally:
         _keep(model, tracked, best, distributions)
     return best_loss

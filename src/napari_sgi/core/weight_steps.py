@@ -91,6 +91,7 @@ def choose_weight_steps(
     file_bits: float,
     level: int = 0,
     backend: str = "auto",
+    weights: torch.Tensor | None = None,  # [H, W] the fit's pixel weights at ``level``
 ) -> tuple[WeightSteps, float]:
     """A power-of-two step for each tensor of the colour and covariance MLPs: the one with the
     least MSE change + :func:`bit_price` x :func:`coded_bits`, each tensor rounded alone with
@@ -109,7 +110,8 @@ def choose_weight_steps(
     """
 
     def mse() -> float:
-        return clamped_mse(model.training_render(level, attributes, backend=backend), target)
+        render = model.training_render(level, attributes, backend=backend)
+        return clamped_mse(render, target, weights)
 
     unrounded = mse()
     price = bit_price(unrounded, file_bits)
@@ -143,13 +145,14 @@ def steps_for_file(
     level: int = 0,
     models: dict | None = None,
     backend: str = "auto",
+    weights: torch.Tensor | None = None,  # [H, W]
 ) -> tuple[WeightSteps, float]:
     """:func:`choose_weight_steps` for a file of about ``file_bits`` bits, rendering the
     attributes rounded as the file stores them (with the entropy ``models`` of ``level`` when the
     caller has them)."""
     with torch.no_grad():
         attributes = model.quantized_attributes(level, models)
-    return choose_weight_steps(model, target, attributes, file_bits, level, backend)
+    return choose_weight_steps(model, target, attributes, file_bits, level, backend, weights)
 
 
 def hold_weights(
@@ -159,10 +162,11 @@ def hold_weights(
     models: dict,
     file_bits: float,
     backend: str = "auto",
+    weights: torch.Tensor | None = None,  # [H, W]
 ) -> float:
     """Choose the MLPs' steps (:func:`steps_for_file`) and train on them from now on
     (:func:`hold_on_steps`); return the bits they save."""
-    steps, saved = steps_for_file(model, target, file_bits, level, models, backend)
+    steps, saved = steps_for_file(model, target, file_bits, level, models, backend, weights)
     hold_on_steps(model, steps)
     return saved
 

@@ -62,6 +62,11 @@ PARALLEL_PIXELS = 1024 * 1024
 _events: multiprocessing.Queue | None = None
 _stop = None
 
+# Each region's fit weighs its box by the blend weight the decoder gives each pixel
+# (core.regions.box_weights). Switch for benchmarks (bench_region_weights; the module of the
+# process that fits: only in-process fits, region_workers=1, see it changed).
+BLEND_WEIGHTS = True
+
 
 @dataclass(frozen=True)
 class FittedRegion:
@@ -84,14 +89,23 @@ def fit_box(
     start: SGIModel | None = None,
     progress: Callable[[FitProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    blend: tuple[tuple[int, int], int] | None = None,
 ) -> FittedRegion:
     """Fit one region's box ``pixels`` (the slice's pixels under ``region.box``) and keep what
-    the slice needs of it. The same in this process and in a worker process."""
+    the slice needs of it. The same in this process and in a worker process.
+
+    ``blend``: the slice's ``(height, width)`` and blend width, to weigh the box's pixels by
+    what the decoder shows of them (:func:`napari_sgi.core.regions.box_weights`); None: alike.
+    """
+    import torch
+
     from napari_sgi.codec.model import encode_model
     from napari_sgi.core.image import to_tensor
+    from napari_sgi.core.regions import box_weights
     from napari_sgi.encode.targeting import fit_region
 
     target = to_tensor(pixels, value_range).to(device)
+    weights = box_weights(region, *blend) if blend is not None and BLEND_WEIGHTS else None
     model = fit_region(
         target,
         config,
@@ -100,6 +114,7 @@ def fit_box(
         progress=progress,
         cancel=cancel,
         backend=backend,
+        pixel_weights=None if weights is None else torch.from_numpy(weights).to(device),
     ).model
     return FittedRegion(model.config, encode_model(model), render_box(model, 0, backend))
 
@@ -157,6 +172,7 @@ def fit_in_processes(
     progress: Callable[[int, int, float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     start_models: list[SGIModel] | None = None,
+    blend_width: int = 0,
 ) -> Iterator[FittedRegion]:
     """The slice's regions fitted by ``workers`` processes, yielded in the regions' order.
 
@@ -171,6 +187,8 @@ def fit_in_processes(
         slice's steps up to ``steps * len(regions)``, never backwards.
     start_models
         One model per region to start from; sent pickled, so the caller's models stay unchanged.
+    blend_width
+        The slice's blend width: each region weighs its box by it (:func:`fit_box`).
 
     Close the generator (or let it finish) to stop the workers: it terminates any that still run.
     """
@@ -193,7 +211,8 @@ def fit_in_processes(
         by0, by1, bx0, bx1 = region.box
         pixels = np.ascontiguousarray(image[by0:by1, bx0:bx1])  # the box only, not the slice
         start = pickle.dumps(start_models[number]) if start_models else None
-        job = (number, pixels, region, start, configs[number], value_range, device, backend)
+        blend = (image.shape[:2], blend_width)
+        job = (number, pixels, region, start, configs[number], value_range, device, backend, blend)
         with _main_script_hidden():  # the pool starts its workers in submit
             running[pool.submit(_fit_job, *job)] = number
 
@@ -285,6 +304,7 @@ def _fit_job(
     value_range: ValueRange,
     device: str,
     backend: str,
+    blend: tuple[tuple[int, int], int],
 ) -> FittedRegion:
     """In a worker: fit region ``number``, reporting its steps over the queue."""
     last = -math.inf
@@ -306,4 +326,5 @@ def _fit_job(
         start=pickle.loads(start) if start is not None else None,
         progress=report,
         cancel=_stop.is_set,
+        blend=blend,
     )

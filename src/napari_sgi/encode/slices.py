@@ -135,6 +135,7 @@ def compress_slice(
         "progress": progress,
         "cancel": cancel,
         "start_models": start_models,
+        "blend_width": region_margin,
     }
     configs = region_configs(image, regions, config)
     if workers > 1:
@@ -164,8 +165,10 @@ def _fit_here(
     progress: Callable[[int, int, float], None] | None,
     cancel: Callable[[], bool] | None,
     start_models: list[SGIModel] | None,
+    blend_width: int,
 ) -> Iterator[FittedRegion]:
-    """The regions fitted one after the other in this process, in their order."""
+    """The regions fitted one after the other in this process, in their order, each weighing
+    its box by the blend (:func:`~napari_sgi.encode.parallel.fit_box`)."""
     total = steps * len(regions)
     for number, region in enumerate(regions):
         by0, by1, bx0, bx1 = region.box
@@ -184,6 +187,7 @@ def _fit_here(
             start=start_models[number] if start_models else None,
             progress=report,
             cancel=cancel,
+            blend=(image.shape[:2], blend_width),
         )
 
 

@@ -150,8 +150,10 @@ def fit_region(
     cancel: Callable[[], bool] | None = None,
     backend: str = "auto",
     model=None,
+    pixel_weights: torch.Tensor | None = None,  # [H, W]
 ) -> FitOutcome:
-    """Fit a region's box, to its target when ``config`` has one.
+    """Fit a region's box, to its target when ``config`` has one, the pilots and the fit alike
+    weighing its pixels by ``pixel_weights`` (:func:`napari_sgi.core.fit.fit`).
 
     ``progress`` sees the pilots' steps first, then the full fit's, counted from 1 up to
     ``config.iterations + pilot_steps_per_region(config)``.
@@ -167,6 +169,8 @@ def fit_region(
         if progress is not None:
             progress(replace(event, step=done + event.step, total=config.iterations + pilots))
 
+    common = {"progress": shifted, "cancel": cancel, "backend": backend}
+
     def pilot(density: float, steps: int) -> FitOutcome:
         nonlocal done
         # Trained as the fit they size will train, every step (the rules were measured so).
@@ -176,7 +180,7 @@ def fit_region(
             trained = replace(config, settle=0.0)
         settings = replace(trained, density=density, iterations=steps, refine=0.0)
         settings = _without_target(settings)
-        outcome = fit(image, settings, progress=shifted, cancel=cancel, backend=backend)
+        outcome = fit(image, settings, pixel_weights=pixel_weights, **common)
         done += steps
         return outcome
 
@@ -200,16 +204,17 @@ def fit_region(
 
         density = density_for_bits(height * width, budget, pilot_bits)
         if WEIGHT_STEPS:  # the bits the weights' steps will save go to more Gaussians
-            density = _with_weight_savings(density, budget, pilots_run[-1], image, fixed, backend)
+            density = _with_weight_savings(
+                density, budget, pilots_run[-1], image, fixed, backend, pixel_weights
+            )
         final = _without_target(config.with_overrides(density=density))
         return fit(
             image,
             final,
-            progress=shifted,
-            cancel=cancel,
-            backend=backend,
             budget_bits=budget,
             fixed_bits=fixed if WEIGHT_STEPS else None,
+            pixel_weights=pixel_weights,
+            **common,
         )
     if config.target_psnr is not None:
         # Whether it was reached is told after the file is written (compress warns then).
@@ -222,14 +227,13 @@ def fit_region(
         )
         final = _without_target(config.with_overrides(density=density))
         if not steered:  # too short for λ to answer: free, as the pilots ran
-            return fit(image, final, progress=shifted, cancel=cancel, backend=backend)
+            return fit(image, final, pixel_weights=pixel_weights, **common)
         return fit(
             image,
             final,
-            progress=shifted,
-            cancel=cancel,
-            backend=backend,
             psnr_target=config.target_psnr + PSNR_MARGIN,
+            pixel_weights=pixel_weights,
+            **common,
         )
     fixed = fixed_bits(config, image.shape[0]) if WEIGHT_STEPS else None
     return fit(
@@ -240,18 +244,19 @@ def fit_region(
         cancel=cancel,
         backend=backend,
         fixed_bits=fixed,
+        pixel_weights=pixel_weights,
     )
 
 
 def _with_weight_savings(
-    density: float, budget: float, pilot, image, fixed: float, backend: str
+    density: float, budget: float, pilot, image, fixed: float, backend: str, weights=None
 ) -> float:
     """``density`` scaled for a budget that also gets the bits the weights' chosen steps save
     against the 63 steps to a peak that ``fixed`` counts, estimated on the pilot's model (the
     full fit chooses again, and gives its own saving back to λ's budget)."""
     from napari_sgi.core.weight_steps import steps_for_file
 
-    _, saved = steps_for_file(pilot, image, budget + fixed, backend=backend)
+    _, saved = steps_for_file(pilot, image, budget + fixed, backend=backend, weights=weights)
     return round(clamp_density(density * max(budget + saved, 0.5 * budget) / budget), 6)
 
 
