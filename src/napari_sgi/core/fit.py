@@ -83,23 +83,26 @@ def make_model(
     image_shape: tuple[int, int, int],
     config: FitConfig,
     image: torch.Tensor | None = None,  # [C, H, W]: for an adaptive seed layout
+    pixel_weights: torch.Tensor | None = None,  # [H, W]: the fit's, for an adaptive layout
 ) -> SGIModel:
     """A new model for a ``(C, H, W)`` image, deterministic in ``config.rng_seed`` (and, for an
-    adaptive seed layout, in the image)."""
+    adaptive seed layout, in the image and the pixel weights)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.rng_seed)
-        return SGIModel(model_config(image_shape, config, image))
+        return SGIModel(model_config(image_shape, config, image, pixel_weights))
 
 
 def model_config(
     image_shape: tuple[int, int, int],
     config: FitConfig,
     image: torch.Tensor | None = None,  # [C, H, W] in [0, 1]
+    pixel_weights: torch.Tensor | None = None,  # [H, W]
 ) -> ModelConfig:
     """The shape of the model that fits a ``(C, H, W)`` image with ``config`` (no allocation).
 
     An adaptive layout places its seeds from ``image`` (:mod:`.seed_map`); without the image
     (sizing a model before any pixel is read) the layout is uniform, with the same counts.
+    ``pixel_weights``: how much the fit counts each pixel, which the layout follows too.
     """
     channels, height, width = image_shape
     seeds = config.seeds or seed_count_for_density(
@@ -110,7 +113,8 @@ def model_config(
         grid_levels = auto_grid_levels(seeds)
     seed_map = ""
     if config.seed_layout == "adaptive" and image is not None:
-        seed_map = seed_map_for_image(image.detach().cpu().double().numpy(), seeds)
+        weights = None if pixel_weights is None else pixel_weights.detach().cpu().double().numpy()
+        seed_map = seed_map_for_image(image.detach().cpu().double().numpy(), seeds, weights)
     return ModelConfig(
         height=height,
         width=width,
@@ -326,7 +330,7 @@ def _fit(
     pixel_weights,
 ) -> FitOutcome:
     if model is None:
-        model = make_model(tuple(image.shape), config, image)
+        model = make_model(tuple(image.shape), config, image, pixel_weights)
     model = model.to(image.device)
     pyramid = build_pyramid(image, config.levels)
     weights = _weight_pyramid(pixel_weights, pyramid)

@@ -173,6 +173,7 @@ def map_positions(
 def seed_map_for_image(
     image: np.ndarray,  # [C, H, W] float in [0, 1]
     count: int,
+    pixel_weights: np.ndarray | None = None,  # [H, W] >= 0: how much each pixel's error counts
 ) -> str:
     """The encoder's map for an image: seeds where the fine detail is; ``""`` (a uniform layout)
     below :data:`MIN_MAP_SEEDS` seeds.
@@ -181,7 +182,9 @@ def seed_map_for_image(
     (what a uniform layout of ``count`` seeds leaves least resolved), per cell, plus a floor;
     levels are ``2 log2`` of its power :data:`DETAIL_POWER`, the densest cell at level 15.
     Cells hold about :data:`SEEDS_PER_CELL` seeds on average (sides of 16 pixels or more), so
-    that the map costs little against the seeds it places.
+    that the map costs little against the seeds it places. With ``pixel_weights`` (the fit's:
+    a region's blend) a cell's detail and floor count with its mean weight, so that a margin
+    no blend shows gets next to no seeds.
 
     Examples
     --------
@@ -199,6 +202,8 @@ def seed_map_for_image(
     cell = map_cell(spacing)
     energy, _ = cell_detail(np.asarray(image, np.float64).mean(0), spacing, cell)
     weight = detail_weight(energy, DETAIL_FLOOR * energy.mean())
+    if pixel_weights is not None:
+        weight = weight * cell_means(np.asarray(pixel_weights, np.float64), cell) ** DETAIL_POWER
     levels = np.round(2 * np.log2(weight / weight.max())) + LEVELS - 1
     return format_seed_map(cell, np.clip(levels, 0, LEVELS - 1).astype(np.int64))
 
@@ -243,12 +248,28 @@ def cell_detail(
         detail = detail[y0:y1, x0:x1]
     height, width = detail.shape
     rows, cols = cell_grid(height, width, cell)
-    padded = np.zeros((rows * cell, cols * cell))
-    padded[:height, :width] = detail**2
-    inside = np.zeros_like(padded)
+    inside = np.zeros((rows * cell, cols * cell))
     inside[:height, :width] = 1
     area = inside.reshape(rows, cell, cols, cell).sum((1, 3))
-    return padded.reshape(rows, cell, cols, cell).sum((1, 3)) / area, area.astype(np.int64)
+    return cell_means(detail**2, cell), area.astype(np.int64)
+
+
+def cell_means(values: np.ndarray, cell: int) -> np.ndarray:  # [H, W] -> [rows, cols]
+    """Mean of ``values`` over each ``cell``-pixel cell (the last row and column may be short).
+
+    Examples
+    --------
+    >>> cell_means(np.arange(6.0).reshape(2, 3), 2).tolist()
+    [[2.0, 3.5]]
+    """
+    height, width = values.shape
+    rows, cols = cell_grid(height, width, cell)
+    padded = np.zeros((rows * cell, cols * cell))
+    padded[:height, :width] = values
+    inside = np.zeros_like(padded)
+    inside[:height, :width] = 1
+    sums = padded.reshape(rows, cell, cols, cell).sum((1, 3))
+    return sums / inside.reshape(rows, cell, cols, cell).sum((1, 3))
 
 
 def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:
