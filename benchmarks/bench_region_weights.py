@@ -99,6 +99,11 @@ def report(args) -> None:
         "the other in one process; PSNR of the decoded file. Δ: `on` minus `off` at the same "
         "settings (sizes within a few per cent: about 0.1 dB per 3 % of bytes on these curves).",
         "",
+        "Revisions: fe7ac20 weighs the fit's error only; 157f6f7 and later the seed layout too. "
+        "`off` turns both off, so its rows are the same at either revision (fits are "
+        "deterministic). The crop rows ran on one thread beside another job, the mosaic's on two "
+        "threads alone: compare seconds within a pair only.",
+        "",
         "| image | regions | preset | asked | weights | file bpp | PSNR dB | Δ dB | s | revision |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

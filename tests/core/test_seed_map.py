@@ -174,3 +174,15 @@ def test_random_maps_decode_or_are_refused_cleanly():
         assert (positions[:, 1] < 64).all()
         accepted += 1
     assert 0 < accepted < 300  # both outcomes were exercised
+
+
+def test_the_layout_follows_the_pixel_weights():
+    image = np.random.default_rng(3).random((1, 128, 128))  # detail everywhere alike
+    weights = np.ones((128, 128))
+    weights[:, 64:] = 0.0  # a margin no blend shows
+    count = 200
+    cell, plain = parse_seed_map(seed_map_for_image(image, count), 128, 128, count)
+    _, weighted = parse_seed_map(seed_map_for_image(image, count, weights), 128, 128, count)
+    half = plain.shape[1] // 2
+    assert plain[:, half:].mean() > plain.max() - 2  # without weights the right half has seeds
+    assert np.all(weighted[:, half:] == 0) and np.all(weighted[:, :half] >= plain.max() - 2)

@@ -204,7 +204,9 @@ def seed_map_for_image(
     weight = detail_weight(energy, DETAIL_FLOOR * energy.mean())
     if pixel_weights is not None:
         weight = weight * cell_means(np.asarray(pixel_weights, np.float64), cell) ** DETAIL_POWER
-    levels = np.round(2 * np.log2(weight / weight.max())) + LEVELS - 1
+    # A cell of weight 0 (a margin no blend shows) takes the lowest level, as the clip gives it.
+    relative = np.maximum(weight / weight.max(), 2.0**-LEVELS)
+    levels = np.round(2 * np.log2(relative)) + LEVELS - 1
     return format_seed_map(cell, np.clip(levels, 0, LEVELS - 1).astype(np.int64))
 
 
