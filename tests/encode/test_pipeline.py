@@ -83,3 +83,23 @@ def test_settings_whose_models_readers_refuse_fail_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="readers refuse"):
         compress(np.full((64, 64), 5, np.uint8), path, density=2.0, iterations=5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_slices_of_a_stack_share_the_file_overhead(tmp_path, monkeypatch):
+    from napari_sgi.encode.targeting import FILE_OVERHEAD_BYTES
+
+    seen = []
+
+    def stop(job, todo):
+        seen.append(job.config)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pipeline, "run_local", stop)
+    stack = np.zeros((8, 64, 64), np.uint8)
+    options = {k: v for k, v in TINY.items() if k != "density"}
+    with pytest.raises(RuntimeError, match="stop here"):
+        compress(stack, tmp_path / "out.sgi", axes="ZYX", bpp=2.0, **options)
+    # The file's own bytes come off the target once, over all 8 slices' pixels (a slice of a
+    # stack used to pay them all, and the stack landed 10 % under a 0.1 bpp target).
+    (config,) = seen
+    assert config.target_bpp == pytest.approx(2.0 - 8 * FILE_OVERHEAD_BYTES / (8 * 64 * 64))

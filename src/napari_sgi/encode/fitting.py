@@ -101,7 +101,7 @@ def fit_image(
 
     from napari_sgi.core.image import ValueRange, from_tensor, to_tensor, validate_image
     from napari_sgi.core.metrics import psnr, ssim
-    from napari_sgi.encode.targeting import fit_region
+    from napari_sgi.encode.targeting import fit_region, for_file
 
     image = validate_image(image)
     channels = image.shape[2] if image.ndim == 3 else 1
@@ -114,7 +114,12 @@ def fit_image(
     started = time.perf_counter()
     pixels = image.shape[0] * image.shape[1]
     outcome = fit_region(
-        target, config, core_pixels=pixels, progress=progress, cancel=cancel, backend=backend
+        target,
+        for_file(config, pixels),  # a size target is a file's: less what the file takes once
+        core_pixels=pixels,
+        progress=progress,
+        cancel=cancel,
+        backend=backend,
     )
     with torch.no_grad():
         model = outcome.model

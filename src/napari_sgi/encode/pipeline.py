@@ -37,6 +37,7 @@ from napari_sgi.encode.parallel import region_worker_count
 from napari_sgi.encode.plan import WARM_FRACTION, plan_work, warm_config
 from napari_sgi.encode.resume import ResumeStore, job_fingerprint
 from napari_sgi.encode.scheduling import Job, run_distributed, run_local
+from napari_sgi.encode.targeting import for_file
 from napari_sgi.errors import FitCancelled
 from napari_sgi.inputs import ImageSource, open_input
 
@@ -216,8 +217,10 @@ def compress(
     value_range = stack_value_range(source)
     regions = plan_regions(*source.slice_shape[:2], region_size, region_margin)  # checks them
     region_worker_count(region_workers, regions, device)  # refuses a bad count now
-    _check_reachable(config, regions, channels)
+    _check_reachable(config, regions, channels, source.n_slices)
     _check_readable(config, regions, channels)
+    # What the regions fit to: a size target less the bytes the file takes once.
+    fitted = for_file(config, source.n_slices * height * width)
     if warm_start and client is not None:
         raise ValueError("warm start fits slices one after the other: run it without a client")
     warm = warm_config(config, warm_fraction)  # checks warm_fraction
@@ -242,7 +245,7 @@ def compress(
     job = Job(
         source,
         source.slice_keys(),
-        config,
+        fitted,
         warm,
         value_range,
         device,
@@ -289,14 +292,15 @@ def compress(
     )
 
 
-def _check_reachable(config, regions, channels: int) -> None:
-    """Refuse, before any work, a size target below what the regions cost with no Gaussians."""
+def _check_reachable(config, regions, channels: int, n_slices: int) -> None:
+    """Refuse, before any work, a size target below what the file costs with no Gaussians."""
     if config.target_bpp is None:
         return
-    from napari_sgi.encode.targeting import fixed_bits
+    from napari_sgi.encode.targeting import FILE_OVERHEAD_BYTES, fixed_bits
 
     pixels = sum((r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in regions)
-    floor = len(regions) * fixed_bits(config, channels) / pixels
+    floor = len(regions) * fixed_bits(config, channels) + 8 * FILE_OVERHEAD_BYTES / n_slices
+    floor /= pixels
     if config.target_bpp <= 1.05 * floor:
         raise ValueError(
             f"{config.target_bpp:g} bpp is out of reach: a file of this image takes at least "

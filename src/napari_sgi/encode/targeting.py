@@ -39,14 +39,17 @@ if TYPE_CHECKING:
     from napari_sgi.core.fit import FitOutcome, FitProgress
     from napari_sgi.core.regions import Region
 
-# Bytes a region adds beyond its weights and the symbols of its attributes: stream headers and
-# chunk tables (5 sections), its index entries and its part of the header JSON, with the seed map
-# and the fit's record. A one-region 256x256 file: 203 bytes of preamble, header and index alone
-# while the header recorded every fit setting that differed from FitConfig's defaults; with 160
-# here, files of one region landed 55-85 bytes over their size targets on all three sample images
-# (+8 % at 0.1 bpp on the 256x256 z-slice), with 240 within -2.0 to -0.3 %. The fit record now
-# names the preset instead (core.presets.fit_record): 25-30 bytes less (161 bytes on that file).
-REGION_OVERHEAD_BYTES = 215
+# Bytes beyond the weights and the attributes' symbols, which a size target's budget leaves out.
+# A file of one region took 215 in all (preamble, header and index 161 on a 0.1 bpp file of the
+# 256x256 z-slice, stream headers and chunk tables the rest; with 215 the sample images' files
+# landed within -2.0 to -0.3 % of their size). Each further slice of a stack added 68 bytes of
+# header and index (8 slices: 640 against 161 for one): the file's own part (preamble, footer,
+# the header's layout, value range and fit record, deflated) is paid once, so a stack's slices
+# took 10.5 % less than a 0.1 bpp target when each paid all 215.
+FILE_OVERHEAD_BYTES = 93
+# A region's part: its five sections' stream headers and chunk tables, index entries, and its
+# entry in the header JSON (seed map included).
+REGION_OVERHEAD_BYTES = 122
 # The coder's streams against the entropy model's ideal bits of the same symbols (snapped tables,
 # escapes, per-chunk CRCs): 2-3 % on compact files.
 CODER_OVERHEAD = 1.028
@@ -87,6 +90,23 @@ def fixed_bits(config: FitConfig, channels: int) -> float:
 
     model = make_model((channels, 16, 16), config.with_overrides(seeds=1))
     return 8.0 * (expected_size(model) + REGION_OVERHEAD_BYTES)
+
+
+def for_file(config: FitConfig, pixels: int) -> FitConfig:
+    """``config`` as the regions of a file of ``pixels`` pixels (all slices) fit it: a size
+    target less the file's own bytes (:data:`FILE_OVERHEAD_BYTES`), shared by every pixel.
+
+    Examples
+    --------
+    >>> from napari_sgi.core.presets import FitConfig
+    >>> for_file(FitConfig(target_bpp=0.1), 8 * 256 * 256).target_bpp
+    0.0985809326171875
+    >>> for_file(FitConfig(), 100).target_bpp is None
+    True
+    """
+    if config.target_bpp is None:
+        return config
+    return replace(config, target_bpp=config.target_bpp - 8.0 * FILE_OVERHEAD_BYTES / pixels)
 
 
 def smallest_bpp(config: FitConfig, channels: int, core_pixels: int) -> float:
