@@ -26,7 +26,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import git_revision, machine_description, record_section  # noqa: E402
+from _record import (  # noqa: E402
+    append_row,
+    git_revision,
+    machine_description,
+    read_rows,
+    record_section,
+)
 from bench_rd import quality  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "region_weights.jsonl"
@@ -80,13 +86,11 @@ def measure(args) -> None:
                     "revision": git_revision(),
                 }
                 print(json.dumps(row), flush=True)
-                RESULTS.parent.mkdir(exist_ok=True)
-                with RESULTS.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+                append_row(RESULTS, row)
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    rows = read_rows(RESULTS)
     lines = [
         "Command: `python benchmarks/bench_region_weights.py measure` (with `--image crop "
         "--sizes 256 512` and `--image mosaic`), then `python benchmarks/bench_region_weights.py "

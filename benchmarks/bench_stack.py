@@ -26,7 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import DATA  # noqa: E402
-from _record import git_revision, machine_description, record_section  # noqa: E402
+from _record import (  # noqa: E402
+    append_row,
+    git_revision,
+    machine_description,
+    read_rows,
+    record_section,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stack.jsonl"
 STACK = "fluo_nuclei3d_zstack_napari_bio.tif"
@@ -73,14 +79,12 @@ def measure(args) -> None:
                     },
                 }
                 print(json.dumps(row), flush=True)
-                RESULTS.parent.mkdir(exist_ok=True)
-                with RESULTS.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+                append_row(RESULTS, row)
     targeting.FILE_OVERHEAD_BYTES, targeting.REGION_OVERHEAD_BYTES = rules["file"]
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    rows = read_rows(RESULTS)
     lines = [
         "Command: `python benchmarks/bench_stack.py measure --overhead file region`, then "
         "`python benchmarks/bench_stack.py report`.",

@@ -248,12 +248,8 @@ def cell_detail(
     if window is not None:
         y0, y1, x0, x1 = window
         detail = detail[y0:y1, x0:x1]
-    height, width = detail.shape
-    rows, cols = cell_grid(height, width, cell)
-    inside = np.zeros((rows * cell, cols * cell))
-    inside[:height, :width] = 1
-    area = inside.reshape(rows, cell, cols, cell).sum((1, 3))
-    return cell_means(detail**2, cell), area.astype(np.int64)
+    sums, area = _cell_sums(detail**2, cell)
+    return sums / area, area.astype(np.int64)
 
 
 def cell_means(values: np.ndarray, cell: int) -> np.ndarray:  # [H, W] -> [rows, cols]
@@ -264,14 +260,19 @@ def cell_means(values: np.ndarray, cell: int) -> np.ndarray:  # [H, W] -> [rows,
     >>> cell_means(np.arange(6.0).reshape(2, 3), 2).tolist()
     [[2.0, 3.5]]
     """
+    sums, area = _cell_sums(values, cell)
+    return sums / area
+
+
+def _cell_sums(values: np.ndarray, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of ``values`` [H, W] over each ``cell``-pixel cell, and the pixels each cell holds."""
     height, width = values.shape
     rows, cols = cell_grid(height, width, cell)
     padded = np.zeros((rows * cell, cols * cell))
     padded[:height, :width] = values
     inside = np.zeros_like(padded)
     inside[:height, :width] = 1
-    sums = padded.reshape(rows, cell, cols, cell).sum((1, 3))
-    return sums / inside.reshape(rows, cell, cols, cell).sum((1, 3))
+    return tuple(a.reshape(rows, cell, cols, cell).sum((1, 3)) for a in (padded, inside))
 
 
 def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:

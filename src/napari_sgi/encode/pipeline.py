@@ -296,11 +296,10 @@ def _check_reachable(config, regions, channels: int, n_slices: int) -> None:
     """Refuse, before any work, a size target below what the file costs with no Gaussians."""
     if config.target_bpp is None:
         return
-    from napari_sgi.encode.targeting import FILE_OVERHEAD_BYTES, fixed_bits
+    from napari_sgi.encode.targeting import file_bpp, fixed_bits
 
     pixels = sum((r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in regions)
-    floor = len(regions) * fixed_bits(config, channels) + 8 * FILE_OVERHEAD_BYTES / n_slices
-    floor /= pixels
+    floor = len(regions) * fixed_bits(config, channels) / pixels + file_bpp(n_slices * pixels)
     if config.target_bpp <= 1.05 * floor:
         raise ValueError(
             f"{config.target_bpp:g} bpp is out of reach: a file of this image takes at least "

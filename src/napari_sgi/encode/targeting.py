@@ -106,7 +106,12 @@ def for_file(config: FitConfig, pixels: int) -> FitConfig:
     """
     if config.target_bpp is None:
         return config
-    return replace(config, target_bpp=config.target_bpp - 8.0 * FILE_OVERHEAD_BYTES / pixels)
+    return replace(config, target_bpp=config.target_bpp - file_bpp(pixels))
+
+
+def file_bpp(pixels: int) -> float:
+    """Bits per pixel the file's own bytes (:data:`FILE_OVERHEAD_BYTES`) take over ``pixels``."""
+    return 8.0 * FILE_OVERHEAD_BYTES / pixels
 
 
 def smallest_bpp(config: FitConfig, channels: int, core_pixels: int) -> float:
