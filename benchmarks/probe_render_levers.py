@@ -95,23 +95,33 @@ def probe_blend(image: np.ndarray, args) -> None:
     def init(self, *a, **k):
         make(self, *a, **k)
         self.log_eps = torch.nn.Parameter(torch.tensor(math.log(args.eps)))
-        self.opacity = torch.nn.Linear(self.config.feature_dim, self.config.gaussians_per_seed)
+        self.opacity = torch.nn.Linear(self.config.feature_dim, 2 * self.config.gaussians_per_seed)
         torch.nn.init.zeros_(self.opacity.weight)
         torch.nn.init.zeros_(self.opacity.bias)
 
     def extra(model) -> list:
-        learned = [model.log_eps] if mode["now"] in ("learn", "opacity") else []
-        return learned + (list(model.opacity.parameters()) if mode["now"] == "opacity" else [])
+        learned = [model.log_eps] if mode["now"] in ("learn", "opacity", "mix") else []
+        heads = list(model.opacity.parameters()) if mode["now"] in ("opacity", "mix") else []
+        return learned + heads
 
-    def with_weight(model, colors, attributes):  # [P, C] -> [P, C + 1]: w c and w
-        if mode["now"] != "opacity":
+    def with_weight(model, colors, attributes):  # [P, C] -> [P, C + 1 (+ C)]
+        if mode["now"] not in ("opacity", "mix"):
             return torch.cat([colors, torch.ones_like(colors[:, :1])], 1)
         features = (attributes or model.attributes()).features
-        weight = torch.exp(model.opacity(features).clamp(-6, 6)).reshape(-1, 1)
-        return torch.cat([colors * weight, weight], 1)
+        k = model.config.gaussians_per_seed
+        heads = model.opacity(features)  # [N, 2K]: log-weights, gates
+        weight = torch.exp(heads[:, :k].clamp(-6, 6)).reshape(-1, 1)
+        if mode["now"] == "opacity":
+            return torch.cat([colors * weight, weight], 1)
+        # mix: a gate sends each Gaussian to the normalised part or to the plain sum
+        gate = torch.sigmoid(heads[:, k:]).reshape(-1, 1)
+        return torch.cat([colors * weight * gate, weight * gate, colors * (1 - gate)], 1)
 
-    def normalised(model, sums):  # [C + 1, H, W] -> [C, H, W]
+    def normalised(model, sums):  # [C + 1 (+ C), H, W] -> [C, H, W]
         eps = args.eps if mode["now"] == "norm" else torch.exp(model.log_eps)
+        if mode["now"] == "mix":
+            c = (sums.shape[0] - 1) // 2
+            return sums[:c] / (sums[c : c + 1] + eps) + sums[c + 1 :]
         return sums[:-1] / (sums[-1:] + eps)
 
     def render(self, level=0, attributes=None, backend="auto"):
