@@ -23,7 +23,7 @@ from napari_sgi.core.model import ModelConfig, SGIModel
 from napari_sgi.file.budget import coded_weights_bytes, weights_bytes
 
 
-def _model(seed: int, grid_levels: int = 2, channels: int = 3) -> SGIModel:
+def _model(seed: int, grid_levels: int = 2, channels: int = 3, gated: int = 0) -> SGIModel:
     torch.manual_seed(seed)
     config = ModelConfig(
         height=16,
@@ -33,31 +33,39 @@ def _model(seed: int, grid_levels: int = 2, channels: int = 3) -> SGIModel:
         gaussians_per_seed=3,
         seed_count=10,
         grid_levels=grid_levels,
+        blend=gated,
     )
-    return SGIModel(config)
+    model = SGIModel(config)
+    if gated:  # a head away from its start (zeros), as a fit leaves it
+        with torch.no_grad():
+            for parameter in model.mlp_blend.parameters():
+                parameter.normal_()
+    return model
 
 
 def _params(model):
     context = [model.context.prior] if model.context.prior is not None else model.context.mlp
-    modules = (model.mlp_color, model.mlp_cov)
+    modules = [getattr(model, name) for name in model.image_modules()]
     params = [p for m in modules for p in m.parameters()]
     params += context if model.context.prior is not None else list(context.parameters())
     return [p.detach().clone() for p in params]
 
 
-@pytest.mark.parametrize("grid_levels", [0, 2])
-def test_the_writer_codes_the_weights_and_they_round_trip_exactly(grid_levels):
-    source = _model(0, grid_levels)
+@pytest.mark.parametrize(("grid_levels", "gated"), [(0, 0), (2, 0), (0, 1), (2, 1)])
+def test_the_writer_codes_the_weights_and_they_round_trip_exactly(grid_levels, gated):
+    source = _model(0, grid_levels, gated=gated)
     data = store_weights(source)  # rounds source in place to what it stored
     assert data.startswith(CODED_MAGIC)
     assert len(data) < rows_size(source)  # fitted models' weights: docs/benchmarks.md
     lowest, highest = coded_weights_bytes(source.config.to_dict())
     assert lowest <= len(data) <= highest
-    target = _model(1, grid_levels)
+    target = _model(1, grid_levels, gated=gated)
     load_weights(target, data)
     for a, b in zip(_params(source), _params(target), strict=True):
         assert torch.equal(a, b)
     assert store_weights(copy.deepcopy(source)) == data  # stored values store as themselves
+    context = 4 if grid_levels else 1  # two Linears, or the prior
+    assert len(_params(source)) == 8 + 2 * gated + context  # the blend head: a Linear
 
 
 @pytest.mark.parametrize("grid_levels", [0, 2])
@@ -81,14 +89,15 @@ def test_coded_weights_are_close_and_the_step_logits_closer(grid_levels):
             assert (x - y).abs().max().item() >= bound / 4
 
 
-def test_int8_rows_are_still_read():
+@pytest.mark.parametrize("gated", [0, 1])
+def test_int8_rows_are_still_read(gated):
     """Files written with ``SGW9`` (every file before the coded layout) decode as before."""
-    source = _model(0)
+    source = _model(0, gated=gated)
     data, rounded = _store_rows(source)
     assert data.startswith(MAGIC) and len(data) == rows_size(source) == weights_bytes(
         source.config.to_dict()
     )
-    target = _model(1)
+    target = _model(1, gated=gated)
     load_weights(target, data)
     for a, b in zip(rounded, _params(target), strict=True):
         assert torch.equal(torch.from_numpy(a).reshape(b.shape), b)

@@ -13,7 +13,8 @@ of the render (docs/method.md, "Entropy-coded MLP weights"). Layout:
     (:mod:`.gaussian_stream`) of every tensor's integers q in order, each coded with mean 0,
     step 1 and sigma 2^(s/16 - 2) of its tensor. The stored value is q 2^e (float32, exact).
 
-The tensors are each ``Linear``'s weight then bias of ``mlp_color``, ``mlp_cov`` and
+The tensors are each ``Linear``'s weight then bias of ``mlp_color``, ``mlp_cov``, the blend
+head ``mlp_blend`` of a model that has one, and
 ``context.mlp`` (or ``context.prior`` without a hash grid), with the context's three step-logit
 outputs split off into their own tensors: they set the attributes' quantisation steps, so they
 get at least 2047 steps to their peak, where everything else gets 63.
@@ -56,7 +57,6 @@ CODED = True
 # docs/method.md) and the Gaussian stream's head with one chunk.
 CODED_BITS_PER_VALUE = 7.5
 CODED_STREAM_HEAD = 18
-IMAGE_MODULES = ("mlp_color", "mlp_cov")
 CONTEXT_MODULE = "context.mlp"
 
 
@@ -75,7 +75,7 @@ def _context_parameters(model: SGIModel) -> list[torch.Tensor]:
 
 def _parameters(model: SGIModel) -> list[tuple[torch.Tensor, bool]]:
     """Every parameter in file order, with whether ``SGW9`` stores it as int8 rows."""
-    image = [p for name in IMAGE_MODULES for p in _module(model, name).parameters()]
+    image = [p for name in model.image_modules() for p in _module(model, name).parameters()]
     if model.context.prior is not None:
         return [(p, p.ndim == 2) for p in image] + [(model.context.prior, False)]
     return [(p, p.ndim == 2) for p in image + _context_parameters(model)]

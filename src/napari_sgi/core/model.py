@@ -18,6 +18,10 @@ from napari_sgi.core.image import level_factors, level_shape
 from napari_sgi.core.rasterize import rasterize_sum
 from napari_sgi.core.seeds import SeedGrid, initial_log_scaling
 
+# How the Gaussians make the image, by the number a model's ``blend`` stores: the paper's plain
+# sum, or each Gaussian split by a gate between a normalised blend and the sum (BlendHead).
+BLEND_RULES = ("sum", "gated")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -35,6 +39,7 @@ class ModelConfig:
     grid_features: int = 4
     grid_log2_table: int = 13
     seed_map: str = ""  # seed layout (:mod:`.seed_map`); empty: a uniform jittered grid
+    blend: int = 0  # how Gaussians make the image: an index into BLEND_RULES
 
     def __post_init__(self) -> None:
         for name in (
@@ -52,6 +57,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.grid_levels <= 12:
             raise ValueError(f"grid_levels must be 0 to 12, got {self.grid_levels}")
+        if self.blend not in range(len(BLEND_RULES)):
+            raise ValueError(f"blend must be 0 to {len(BLEND_RULES) - 1}, got {self.blend}")
         if self.seed_map:
             from napari_sgi.core.seed_map import parse_seed_map
 
@@ -66,11 +73,14 @@ class ModelConfig:
         return self.seed_count * self.gaussians_per_seed
 
     def to_dict(self) -> dict:
-        """The header's ``model`` entry; ``seed_map`` only when there is one (uniform layouts
-        write the fields every reader of the first format version knows)."""
+        """The header's ``model`` entry; ``seed_map`` and ``blend`` only when set (a
+        uniform layout's plain sum writes the fields every reader of the first format version
+        knows)."""
         data = asdict(self)
         if not self.seed_map:
             del data["seed_map"]
+        if not self.blend:
+            del data["blend"]
         return data
 
     @classmethod
@@ -102,6 +112,49 @@ class Attributes:
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
+
+
+class BlendHead(nn.Module):
+    """How each Gaussian enters the image when the plain sum is not the whole story.
+
+    From its seed's features a linear head gives each of the K Gaussians a log-weight ``a`` and
+    a gate logit ``b``; with ``w = exp(a) G`` (``G`` the Gaussian's value at the pixel) and
+    ``g = sigmoid(b)`` the image is
+
+        sum(g w c) / (sum(g w) + EPS) + sum((1 - g) G c)
+
+    a normalised blend (Image-GS's rule: where two Gaussians meet, their ratio is a logistic
+    edge, sharper than a few summed Gaussians draw) for the Gaussians the gate sends there, plus
+    the plain sum for the rest (detail added on top). ``EPS`` keeps pixels that the normalised
+    Gaussians barely reach near 0; it is fixed, since scaling every ``w`` (the head's biases)
+    scales it. The head starts at ``a = b = 0``: every Gaussian half in each part. Both parts are
+    sums the one rasterizer draws, as ``2C + 1`` channels (:meth:`expand`, :meth:`compose`).
+    """
+
+    EPS = 0.1
+    LOG_WEIGHT_LIMIT = 6.0  # |a|: a Gaussian's weight within e^-6 .. e^6 of another's
+
+    def __init__(self, feature_dim: int, gaussians_per_seed: int):
+        super().__init__()
+        self.linear = nn.Linear(feature_dim, 2 * gaussians_per_seed)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def expand(
+        self,
+        colors: torch.Tensor,  # [N*K, C] seed-major
+        features: torch.Tensor,  # [N, F]
+    ) -> torch.Tensor:  # [N*K, 2C + 1]: g w c, g w, (1 - g) c
+        k = self.linear.out_features // 2
+        heads = self.linear(features)  # [N, 2K]
+        limit = self.LOG_WEIGHT_LIMIT
+        weight = torch.exp(heads[:, :k].clamp(-limit, limit)).reshape(-1, 1)
+        gate = torch.sigmoid(heads[:, k:]).reshape(-1, 1)
+        return torch.cat([colors * (weight * gate), weight * gate, colors * (1 - gate)], 1)
+
+    def compose(self, sums: torch.Tensor) -> torch.Tensor:  # [2C + 1, H, W] -> [C, H, W]
+        c = (sums.shape[0] - 1) // 2
+        return sums[:c] / (sums[c : c + 1] + self.EPS) + sums[c + 1 :]
 
 
 class SGIModel(nn.Module):
@@ -141,6 +194,8 @@ class SGIModel(nn.Module):
             grid_features=config.grid_features,
             grid_log2_table=config.grid_log2_table,
         )
+        # Last, so that a plain-sum model draws the same random numbers as before it existed.
+        self.mlp_blend = BlendHead(f, k) if config.blend else None
 
     # -- attributes -------------------------------------------------------------------------------
     def attributes(self) -> Attributes:
@@ -209,6 +264,17 @@ class SGIModel(nn.Module):
         )
         return means.reshape(-1, 2), conics.reshape(-1, 3), colors
 
+    def image_modules(self) -> tuple[str, ...]:
+        """Names of the modules that turn seeds into the image, in the file's order."""
+        return ("mlp_color", "mlp_cov") + (("mlp_blend",) if self.mlp_blend is not None else ())
+
+    def _draw(self, raster, colors: torch.Tensor, attributes: Attributes | None) -> torch.Tensor:
+        """``raster(colors)``, through the blend head when the model has one."""
+        if self.mlp_blend is None:
+            return raster(colors)
+        features = (attributes or self.attributes()).features
+        return self.mlp_blend.compose(raster(self.mlp_blend.expand(colors, features)))
+
     def level_gaussians(self, level: int = 0, attributes: Attributes | None = None):
         """Gaussians in the pixels of pyramid level ``level``: means, conics, colors."""
         means, conics, colors = self.gaussians(attributes)
@@ -223,7 +289,11 @@ class SGIModel(nn.Module):
         """Render pyramid level ``level`` (0 = full resolution)."""
         height, width = level_shape(self.config.height, self.config.width, level)
         means, conics, colors = self.level_gaussians(level, attributes)
-        return rasterize_sum(means, conics, colors, height, width, backend=backend)
+
+        def raster(colors):
+            return rasterize_sum(means, conics, colors, height, width, backend=backend)
+
+        return self._draw(raster, colors, attributes)
 
     def training_render(
         self, level: int = 0, attributes: Attributes | None = None, backend: str = "auto"
@@ -250,7 +320,11 @@ class SGIModel(nn.Module):
 
         height, width = level_shape(self.config.height, self.config.width, level)
         means, conics, colors, bounds = level_gaussians_cpu(self, level, attributes)
-        return rasterize_sum_cpu(means, conics, colors, bounds, height, width)
+
+        def raster(colors):
+            return rasterize_sum_cpu(means, conics, colors, bounds, height, width)
+
+        return self._draw(raster, colors, attributes)
 
     def describe(self) -> str:
         c = self.config

@@ -71,6 +71,10 @@ class FitConfig:
     seed_layout
         ``"uniform"``: seeds on one jittered grid; ``"adaptive"``: more seeds where the image has
         fine detail, from a small map stored with the model (:mod:`.seed_map`).
+    blend
+        How the Gaussians make the image: ``"sum"``, the paper's plain sum; ``"gated"``, each
+        Gaussian split by a learned gate between a normalised blend and the sum
+        (:class:`.model.BlendHead`), which draws edges with fewer Gaussians.
     soft_round
         Train the rate phase on soft-rounded attributes (:data:`.entropy.SOFT_ROUND`, C3's
         annealed soft rounding) rather than on attributes plus uniform noise. Not used while
@@ -102,6 +106,7 @@ class FitConfig:
     rate_phase: float = 0.2
     lr_decay: float = 1.0
     seed_layout: str = "uniform"
+    blend: str = "sum"
     soft_round: bool = True
     settle: float = 0.0
     target_bpp: float | None = None
@@ -124,6 +129,7 @@ class FitConfig:
             "rate_phase": 0 < self.rate_phase <= 1,
             "lr_decay": 0 < self.lr_decay <= 1,
             "seed_layout": self.seed_layout in ("uniform", "adaptive"),
+            "blend": self.blend in ("sum", "gated"),  # core.model.BLEND_RULES
             "settle": 0 <= self.settle < 1,
             "soft_round": isinstance(self.soft_round, bool),
             "target_bpp": _positive_or_none(self.target_bpp),
@@ -196,12 +202,16 @@ _COMPACT = FitConfig(
 # took 0.62x (nuclei), 0.82x (IHC) and 0.91x (z-slice) the time, within 0.02 dB and 1 % in size
 # (docs/benchmarks.md, "time-quality"); 1 % saved more and cost up to 0.1 dB on IHC.
 _ADAPTIVE = replace(_COMPACT, seed_layout="adaptive", settle=0.003)
+# Each Gaussian split by a learned gate between a normalised blend and the plain sum
+# (core/model.BlendHead): at equal size +0.46 to +0.59 dB on IHC, +0.04 to +0.15 on nuclei and
+# level (-0.08 to +0.07) on the z-slice (docs/method.md, "A gated blend").
+_BEST = replace(_ADAPTIVE, blend="gated")
 
 PRESETS: dict[str, FitConfig] = {
     # Our best rate-distortion mode; K, levels and λ are then chosen from the image (configure).
-    "default": _ADAPTIVE,
+    "default": _BEST,
     # The same at a quarter of the steps: a quick look on a laptop.
-    "fast": replace(_ADAPTIVE, iterations=3000),
+    "fast": replace(_BEST, iterations=3000),
     # The compact model with exactly these settings, whatever the image (the RD tables' series).
     "compact": _COMPACT,
     # The paper's settings, to reproduce the paper (15000 steps, L=3, F=50, K=10, λ=0.001, 3.5 M

@@ -39,14 +39,14 @@ DB_PER_DOUBLING = 2.0
 REFERENCE_LEVELS = 63  # the writer's steps to a tensor's peak for weights it was not told about
 STEP_SPAN = (-3, 4)  # candidate steps: 2^-3 .. 2^4 times the reference step
 MIN_SPREAD = 0.25  # the coder's least sigma for a tensor's integers (codec.weights)
-IMAGE_MODULES = ("mlp_color", "mlp_cov")
 
 WeightSteps = dict[tuple[str, str], float]  # (Linear's name in the model, "weight"/"bias") -> step
 
 
 def _image_tensors(model: SGIModel):
-    """``(key, linear, kind)`` for every weight and bias of the colour and covariance MLPs."""
-    for module in IMAGE_MODULES:
+    """``(key, linear, kind)`` for every weight and bias of the colour and covariance MLPs (and
+    of the blend head, in a model that has one)."""
+    for module in model.image_modules():
         for name, linear in getattr(model, module).named_children():
             if isinstance(linear, torch.nn.Linear):
                 for kind in ("weight", "bias"):

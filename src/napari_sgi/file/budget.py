@@ -122,6 +122,8 @@ def weights_bytes(model: Mapping[str, int]) -> int:
     """Exact length of a weights section in int8 rows (``SGW9``, :mod:`.codec.weights`)."""
     f, k, c = model["feature_dim"], model["gaussians_per_seed"], model["channels"]
     size = 4 + 2 * _linear_bytes(f, f) + _linear_bytes(f, c * k) + _linear_bytes(f, 3 * k)
+    if model.get("blend"):
+        size += _linear_bytes(f, 2 * k)  # the blend head
     n_out = 2 * (f + 4 + 2 * k) + len(STREAMS)  # means, raw scales, one step logit per group
     if model["grid_levels"] == 0:
         return size + 2 * n_out  # the prior, float16
@@ -133,12 +135,14 @@ def _weight_tensors(model: Mapping[str, int]) -> tuple[int, int]:
     """Tensors and values a coded weights section (``SGWA``) holds: each ``Linear``'s weight and
     bias, the context's output split in two (its step logits apart)."""
     f, k, c = model["feature_dim"], model["gaussians_per_seed"], model["channels"]
-    values = 2 * (f * f + f) + (f + 1) * c * k + (f + 1) * 3 * k
+    tensors, values = 8, 2 * (f * f + f) + (f + 1) * c * k + (f + 1) * 3 * k
+    if model.get("blend"):
+        tensors, values = tensors + 2, values + (f + 1) * 2 * k
     n_out = 2 * (f + 4 + 2 * k) + len(STREAMS)
     if model["grid_levels"] == 0:
-        return 8 + 2, values + n_out
+        return tensors + 2, values + n_out
     grid_dim = model["grid_levels"] * model["grid_features"]
-    return 8 + 6, values + (grid_dim + 1) * 2 * f + (2 * f + 1) * n_out
+    return tensors + 6, values + (grid_dim + 1) * 2 * f + (2 * f + 1) * n_out
 
 
 def coded_weights_bytes(model: Mapping[str, int]) -> tuple[int, int]:

@@ -62,6 +62,9 @@ _MODEL_LIMITS = {  # the fields of ModelConfig, in its order, and their largest 
     "grid_features": 16,
     "grid_log2_table": 24,
 }
+# Fields a model writes only when set, and the largest values of the integer ones: the seed
+# layout (a string, :mod:`napari_sgi.core.seed_map`) and the gated blend (1, when present).
+_MODEL_OPTIONS = {"seed_map": None, "blend": 1}
 # What an image's samples may be: the integer and floating-point types the encoder compresses
 # (no bool, complex, float128), in either byte order.
 DTYPE_SIZES = {"u": (1, 2, 4, 8), "i": (1, 2, 4, 8), "f": (2, 4, 8)}
@@ -82,16 +85,18 @@ def check_model_config(data: Any) -> None:
     ...
     napari_sgi.errors.SGIFormatError: model field 'width' out of range: -1
     """
-    if not isinstance(data, dict) or set(data) - {"seed_map"} != set(_MODEL_LIMITS):
+    if not isinstance(data, dict) or set(data) - set(_MODEL_OPTIONS) != set(_MODEL_LIMITS):
         raise SGIFormatError(
             f"invalid model configuration in the header (it needs exactly the fields "
-            f"{', '.join(_MODEL_LIMITS)}, and optionally seed_map): {shown(data)}"
+            f"{', '.join(_MODEL_LIMITS)}, and optionally {', '.join(_MODEL_OPTIONS)}): "
+            f"{shown(data)}"
         )
     for name, value in data.items():
         if name == "seed_map":
             continue
         low = 0 if name in ("rng_seed", "grid_levels") else 1
-        if not is_int(value) or not low <= value <= _MODEL_LIMITS[name]:
+        limit = _MODEL_LIMITS.get(name) or _MODEL_OPTIONS[name]
+        if not is_int(value) or not low <= value <= limit:
             raise SGIFormatError(f"model field {name!r} out of range: {shown(value)}")
     check_model_budget(data)
     if "seed_map" in data:
