@@ -14,7 +14,10 @@ blending) fails here; that needs a new format version, not new digests.
 
 Both hold their weights in int8 rows (``SGW9``). ``fixture_v4_coded.sgi``, written later by
 :func:`write_coded_fixture`, holds coded weights (``SGWA``): one 64x64 uint16 slice, ``default``
-preset (adaptive seeds, soft rounding, refinement), one region.
+preset (adaptive seeds, soft rounding, refinement), one region. ``fixture_v4_gated.sgi``, written
+by :func:`write_gated_fixture`, draws with the gated blend (a model's ``blend`` = 1, the blend
+head's weights in its coded weights section): one 64x96 RGB uint8 slice, ``default`` preset, two
+regions blended across the core border.
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ PINNED = {
             (0, 0): "f978ef1fd53957e57fc7231bf33324e4e6ef860322fe91e840322b1745b829a7",
             (0, 1): "21c0f51c3189c47d1a84c8f555038a1ad4f7a1408fd409b6a0558d4f2af0dcfc",
             (0, 2): "15f3511141a52adbd2555b8d9d7472a377b93d811e4516d9613a8663fd787531",
+        },
+    ),
+    "fixture_v4_gated.sgi": (
+        "YXS",
+        (64, 96, 3),
+        "uint8",
+        {
+            (0, 0): "0c7305bedc652959b92114f6680dc2361d5cfaf29f9897fa3901fb742449314d",
+            (0, 1): "aa3dc4f86ef66ebaea901b6559cd096d0def92f683ba1976fdb1ae5336bfa830",
+            (0, 2): "181ddbc2fbaa4d3cea66ab0e6c2fc33abafd9ca0b5584161de09789af6a34005",
         },
     ),
 }
@@ -125,6 +138,28 @@ def write_coded_fixture(directory: Path = DATA) -> None:
     )
 
 
+def write_gated_fixture(directory: Path = DATA) -> None:
+    """How ``fixture_v4_gated.sgi`` was written (napari-sgi 0.1.0, the gated blend)."""
+    from PIL import Image
+
+    from napari_sgi.encode.pipeline import compress
+
+    with Image.open(DATA / "ihc_crop64.png") as image:
+        rgb = np.asarray(image)  # (64, 64, 3) uint8
+    rgb = np.ascontiguousarray(np.concatenate([rgb[:, 32:], rgb], axis=1))
+    compress(
+        rgb,
+        directory / "fixture_v4_gated.sgi",
+        preset="default",
+        iterations=60,
+        density=0.05,
+        levels=3,
+        region_size=64,
+        region_margin=32,
+        resume=False,
+    )
+
+
 def digest(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
@@ -149,6 +184,7 @@ WEIGHTS_LAYOUT = {
     "fixture_v4.sgi": b"SGW9",
     "fixture_v4_rgb.sgi": b"SGW9",
     "fixture_v4_coded.sgi": b"SGWA",
+    "fixture_v4_gated.sgi": b"SGWA",
 }
 
 
