@@ -152,3 +152,17 @@ def test_a_plain_model_is_drawn_as_before_the_blend_head_existed():
     assert gated.config.to_dict()["blend"] == 1
     for (name, a), (_, b) in zip(plain.named_parameters(), gated.named_parameters(), strict=False):
         assert torch.equal(a, b), name
+
+
+def test_the_blend_compose_matches_its_reference_forward_and_backward():
+    from napari_sgi.core.model import _Compose, _compose_reference
+
+    sums = torch.rand(7, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda s: _Compose.apply(s, 0.1), (sums,))
+    fast = _Compose.apply(sums, 0.1)
+    reference = _compose_reference(sums, 0.1)
+    assert torch.equal(fast, reference)  # the same arithmetic: a fit measures what a file draws
+    weights = torch.rand_like(fast)
+    (fast_grad,) = torch.autograd.grad((fast * weights).sum(), sums)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), sums)
+    torch.testing.assert_close(fast_grad, reference_grad)

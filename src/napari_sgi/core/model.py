@@ -153,8 +153,37 @@ class BlendHead(nn.Module):
         return torch.cat([colors * (weight * gate), weight * gate, colors * (1 - gate)], 1)
 
     def compose(self, sums: torch.Tensor) -> torch.Tensor:  # [2C + 1, H, W] -> [C, H, W]
+        if not sums.requires_grad:
+            return _compose_reference(sums, self.EPS)
+        return _Compose.apply(sums, self.EPS)
+
+
+def _compose_reference(sums: torch.Tensor, eps: float) -> torch.Tensor:  # [2C + 1, H, W]
+    """``N / (D + eps) + S`` for the stacked sums ``[N, D, S]``: the decoder's image."""
+    c = (sums.shape[0] - 1) // 2
+    return sums[:c] / (sums[c : c + 1] + eps) + sums[c + 1 :]
+
+
+class _Compose(torch.autograd.Function):
+    """:func:`_compose_reference` with a backward of a few whole-image operations (autograd's
+    takes three times as long on a 512x512 RGB image, a third of a training step). The forward
+    is the reference's arithmetic, so a fit measures exactly what a decoder renders."""
+
+    @staticmethod
+    def forward(ctx, sums: torch.Tensor, eps: float) -> torch.Tensor:
         c = (sums.shape[0] - 1) // 2
-        return sums[:c] / (sums[c : c + 1] + self.EPS) + sums[c + 1 :]
+        inverse = 1.0 / (sums[c : c + 1] + eps)  # [1, H, W]
+        normalised = sums[:c] / (sums[c : c + 1] + eps)
+        ctx.save_for_backward(inverse, normalised)
+        return normalised + sums[c + 1 :]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # [C, H, W] -> [2C + 1, H, W]
+        inverse, normalised = ctx.saved_tensors
+        grad_sums = torch.cat(
+            [grad * inverse, -(grad * normalised).sum(0, keepdim=True) * inverse, grad]
+        )
+        return grad_sums, None
 
 
 class SGIModel(nn.Module):
