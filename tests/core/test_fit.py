@@ -202,3 +202,20 @@ def test_a_quality_target_trains_on_plain_noise():
 def test_invalid_early_stop_is_refused(settle):
     with pytest.raises(ValueError, match="settle"):
         FitConfig(settle=settle)
+
+
+def test_a_gated_fit_trains_its_blend_head_in_the_fit_and_the_refinement():
+    """The head starts at zero (every Gaussian weight 1, gate 1/2); the fit moves it, and the
+    fit's and the refinement's optimisers hold it with the colour MLP (one schedule)."""
+    from napari_sgi.core import refine as refine_module
+    from napari_sgi.core.fit import _optimizer
+
+    image = torch.rand(1, 20, 24, generator=torch.Generator().manual_seed(3))
+    model = fit(image, TINY.with_overrides(iterations=40, blend="gated")).model
+    assert model.config.blend == 1 and model.image_modules()[-1] == "mlp_blend"
+    assert model.mlp_blend.linear.weight.abs().sum() > 0 and model.mlp_blend.linear.bias.any()
+    head = {id(p) for p in model.mlp_blend.parameters()}
+    _, groups = _optimizer(model)
+    assert head <= {id(p) for p in groups["mlp_color"]["params"]}
+    assert head <= {id(p) for p in refine_module._parameters(model)["mlp_color"]}
+    assert make_model((1, 20, 24), TINY).mlp_blend is None  # the plain sum has no head

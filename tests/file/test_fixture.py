@@ -16,8 +16,8 @@ Both hold their weights in int8 rows (``SGW9``). ``fixture_v4_coded.sgi``, writt
 :func:`write_coded_fixture`, holds coded weights (``SGWA``): one 64x64 uint16 slice, ``default``
 preset (adaptive seeds, soft rounding, refinement), one region. ``fixture_v4_gated.sgi``, written
 by :func:`write_gated_fixture`, draws with the gated blend (a model's ``blend`` = 1, the blend
-head's weights in its coded weights section): one 64x96 RGB uint8 slice, ``default`` preset, two
-regions blended across the core border.
+head's weights, trained away from zero, in its coded weights section): one 64x96 RGB uint8 slice,
+``default`` preset, two regions blended across the core border.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ PINNED = {
         (64, 96, 3),
         "uint8",
         {
-            (0, 0): "0c7305bedc652959b92114f6680dc2361d5cfaf29f9897fa3901fb742449314d",
-            (0, 1): "aa3dc4f86ef66ebaea901b6559cd096d0def92f683ba1976fdb1ae5336bfa830",
-            (0, 2): "181ddbc2fbaa4d3cea66ab0e6c2fc33abafd9ca0b5584161de09789af6a34005",
+            (0, 0): "ad8d8a9a5c0283cd0752eb02f0409d0be6f7e523f04441e00606a85a89a26ff6",
+            (0, 1): "490a8708b055e843cc48cf675c95607ef06920669e33bac18816b785195d04e0",
+            (0, 2): "4f90beaeccd9e10d1952eee4caf185fd3aed1858c0942dcd4fd5527cf9519f67",
         },
     ),
 }

@@ -153,7 +153,7 @@ def _optimizer(model: SGIModel) -> tuple[Adam, dict[str, dict]]:
         "offsets": [model.offsets],
         "features": [model.features],
         "log_scaling": [model.log_scaling],
-        "mlp_color": list(model.mlp_color.parameters()),
+        "mlp_color": model.colour_parameters(),
         "mlp_cov": list(model.mlp_cov.parameters()),
         "hash_grid": [p for n, p in context if n.startswith("grid.")],
         "mlp_context": [p for n, p in context if not n.startswith("grid.")],  # MLP or prior

@@ -293,6 +293,12 @@ class SGIModel(nn.Module):
         )
         return means.reshape(-1, 2), conics.reshape(-1, 3), colors
 
+    def colour_parameters(self) -> list[nn.Parameter]:
+        """The colour MLP's parameters and the blend head's, which train together (one
+        learning-rate schedule: both set what a Gaussian adds where)."""
+        head = list(self.mlp_blend.parameters()) if self.mlp_blend is not None else []
+        return list(self.mlp_color.parameters()) + head
+
     def image_modules(self) -> tuple[str, ...]:
         """Names of the modules that turn seeds into the image, in the file's order."""
         return ("mlp_color", "mlp_cov") + (("mlp_blend",) if self.mlp_blend is not None else ())

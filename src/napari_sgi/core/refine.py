@@ -43,7 +43,7 @@ StepCallback = Callable[[int, float, float], None]  # (step from 0, loss, mse)
 
 def _parameters(model: SGIModel) -> dict[str, list[torch.nn.Parameter]]:
     return {
-        "mlp_color": list(model.mlp_color.parameters()),
+        "mlp_color": model.colour_parameters(),
         "mlp_cov": list(model.mlp_cov.parameters()),
         "features": [model.features],
         "offsets": [model.offsets],
