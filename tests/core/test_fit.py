@@ -210,7 +210,7 @@ def test_a_gated_fit_trains_its_blend_head_in_the_fit_and_the_refinement():
     from napari_sgi.core import refine as refine_module
     from napari_sgi.core.fit import _optimizer
 
-    image = torch.rand(1, 20, 24, generator=torch.Generator().manual_seed(3))
+    image = torch.rand(1, 48, 48, generator=torch.Generator().manual_seed(3))
     model = fit(image, TINY.with_overrides(iterations=40, blend="gated")).model
     assert model.config.blend == 1 and model.image_modules()[-1] == "mlp_blend"
     assert model.mlp_blend.linear.weight.abs().sum() > 0 and model.mlp_blend.linear.bias.any()
@@ -219,3 +219,5 @@ def test_a_gated_fit_trains_its_blend_head_in_the_fit_and_the_refinement():
     assert head <= {id(p) for p in groups["mlp_color"]["params"]}
     assert head <= {id(p) for p in refine_module._parameters(model)["mlp_color"]}
     assert make_model((1, 20, 24), TINY).mlp_blend is None  # the plain sum has no head
+    # 16 seeds: the head's 42 weights would be 16 % of the values, so the region draws the sum.
+    assert make_model((1, 20, 24), TINY.with_overrides(blend="gated")).mlp_blend is None

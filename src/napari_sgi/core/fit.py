@@ -16,7 +16,7 @@ from napari_sgi.core.entropy import GroupModel, add_training_noise, base_steps, 
 from napari_sgi.core.hashgrid import RESOLUTIONS
 from napari_sgi.core.image import build_pyramid
 from napari_sgi.core.metrics import clamped_mse, distortion
-from napari_sgi.core.model import BLEND_RULES, Attributes, ModelConfig, SGIModel
+from napari_sgi.core.model import Attributes, ModelConfig, SGIModel, blend_rule
 from napari_sgi.core.presets import FitConfig
 from napari_sgi.core.rate_control import (
     LambdaControl,
@@ -126,7 +126,7 @@ def model_config(
         levels=config.levels,
         grid_levels=grid_levels,
         seed_map=seed_map,
-        blend=BLEND_RULES.index(config.blend),
+        blend=blend_rule(config.blend, seeds, config.feature_dim, config.gaussians_per_seed),
     )
 
 

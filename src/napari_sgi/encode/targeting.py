@@ -83,12 +83,19 @@ def pilot_steps_per_region(config: FitConfig) -> int:
     return 0
 
 
-def fixed_bits(config: FitConfig, channels: int) -> float:
-    """Bits a region costs whatever its density: its weights and its headers."""
+def fixed_bits(config: FitConfig, channels: int, seeds: int | None = None) -> float:
+    """Bits a region costs whatever its density: its weights and its headers. ``seeds``: the
+    region's seed count, which decides whether a gated region keeps its blend head
+    (:func:`napari_sgi.core.model.blend_rule`); unknown (None), a gated region is counted with
+    one."""
     from napari_sgi.codec.weights import expected_size
-    from napari_sgi.core.fit import make_model
+    from napari_sgi.core.fit import model_config
+    from napari_sgi.core.model import SGIModel, blend_rule
 
-    model = make_model((channels, 16, 16), config.with_overrides(seeds=1))
+    shape = model_config((channels, 16, 16), config.with_overrides(seeds=1))
+    f, k = config.feature_dim, config.gaussians_per_seed
+    blend = blend_rule(config.blend, seeds or 1 << 30, f, k)
+    model = SGIModel(replace(shape, blend=blend), initialize_scaling=False)
     return 8.0 * (expected_size(model) + REGION_OVERHEAD_BYTES)
 
 
@@ -233,6 +240,14 @@ def fit_region(
                 density, budget, pilots_run[-1], image, fixed, backend, pixel_weights
             )
         final = _without_target(config.with_overrides(density=density))
+        # A region too small for the blend head (fewer seeds than assumed) spends its bytes on
+        # the attributes instead.
+        from napari_sgi.core.seeds import seed_count_for_density
+
+        seeds = seed_count_for_density(height, width, density, config.gaussians_per_seed)
+        if fixed_bits(config, channels, seeds) != fixed:
+            budget += (fixed - fixed_bits(config, channels, seeds)) / CODER_OVERHEAD
+            fixed = fixed_bits(config, channels, seeds)
         return fit(
             image,
             final,
@@ -260,7 +275,13 @@ def fit_region(
             pixel_weights=pixel_weights,
             **common,
         )
-    fixed = fixed_bits(config, image.shape[0]) if WEIGHT_STEPS else None
+    from napari_sgi.core.seeds import seed_count_for_density
+
+    channels, height, width = image.shape
+    seeds = config.seeds or seed_count_for_density(
+        height, width, config.density, config.gaussians_per_seed
+    )
+    fixed = fixed_bits(config, channels, seeds) if WEIGHT_STEPS else None
     return fit(
         image,
         config,
