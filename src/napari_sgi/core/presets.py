@@ -203,8 +203,9 @@ _COMPACT = FitConfig(
 # (docs/benchmarks.md, "time-quality"); 1 % saved more and cost up to 0.1 dB on IHC.
 _ADAPTIVE = replace(_COMPACT, seed_layout="adaptive", settle=0.003)
 # Each Gaussian split by a learned gate between a normalised blend and the plain sum
-# (core/model.BlendHead): at equal size +0.46 to +0.59 dB on IHC, +0.04 to +0.15 on nuclei and
-# level (-0.08 to +0.07) on the z-slice (docs/method.md, "A gated blend").
+# (core/model.BlendHead), where the gate's head is a small part of a region's values: BD-PSNR
+# +0.54 dB on IHC, +0.01 on nuclei, -0.03 on the 256x256 z-slice (docs/method.md, "A gated
+# blend").
 _BEST = replace(_ADAPTIVE, blend="gated")
 
 PRESETS: dict[str, FitConfig] = {
