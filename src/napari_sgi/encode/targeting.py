@@ -218,9 +218,13 @@ def fit_region(
 
     if config.target_bpp is not None:
         from napari_sgi.core.rate_control import stored_bits
+        from napari_sgi.core.seeds import seed_count_for_density
 
         channels, height, width = image.shape
-        fixed = fixed_bits(config, channels)
+        k = config.gaussians_per_seed
+        # Whether the region keeps the blend head, from a first guess of its density.
+        guess = clamp_density(config.target_bpp / BITS_PER_GAUSSIAN_GUESS)
+        fixed = fixed_bits(config, channels, seed_count_for_density(height, width, guess, k))
         budget = config.target_bpp * core_pixels - fixed
         if budget <= 0:
             raise ValueError(
@@ -240,11 +244,8 @@ def fit_region(
                 density, budget, pilots_run[-1], image, fixed, backend, pixel_weights
             )
         final = _without_target(config.with_overrides(density=density))
-        # A region too small for the blend head (fewer seeds than assumed) spends its bytes on
-        # the attributes instead.
-        from napari_sgi.core.seeds import seed_count_for_density
-
-        seeds = seed_count_for_density(height, width, density, config.gaussians_per_seed)
+        # Where the density the pilots chose keeps or drops the head against the guess.
+        seeds = seed_count_for_density(height, width, density, k)
         if fixed_bits(config, channels, seeds) != fixed:
             budget += (fixed - fixed_bits(config, channels, seeds)) / CODER_OVERHEAD
             fixed = fixed_bits(config, channels, seeds)
