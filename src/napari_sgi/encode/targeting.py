@@ -88,6 +88,8 @@ def fixed_bits(config: FitConfig, channels: int, seeds: int | None = None) -> fl
     region's seed count, which decides whether a gated region keeps its blend head
     (:func:`napari_sgi.core.model.blend_rule`); unknown (None), a gated region is counted with
     one."""
+    import torch
+
     from napari_sgi.codec.weights import expected_size
     from napari_sgi.core.fit import model_config
     from napari_sgi.core.model import SGIModel, blend_rule
@@ -95,7 +97,8 @@ def fixed_bits(config: FitConfig, channels: int, seeds: int | None = None) -> fl
     shape = model_config((channels, 16, 16), config.with_overrides(seeds=1))
     f, k = config.feature_dim, config.gaussians_per_seed
     blend = blend_rule(config.blend, seeds or 1 << 30, f, k)
-    model = SGIModel(replace(shape, blend=blend), initialize_scaling=False)
+    with torch.random.fork_rng(devices=[]):  # sizing a model draws no number of the fit's
+        model = SGIModel(replace(shape, blend=blend), initialize_scaling=False)
     return 8.0 * (expected_size(model) + REGION_OVERHEAD_BYTES)
 
 
