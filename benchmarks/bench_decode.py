@@ -109,11 +109,11 @@ def cold_stages(path: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     file = SGIFile(path)
     t1 = time.perf_counter()
-    regions = file.slices[0]["regions"]
+    regions = file.slices[0].regions
     assert len(regions) == 1, "a 512x512 slice is one region"
     sections = {name: file._reader.read_section(f"slice/0/r0/{name}") for name in MODEL_SECTIONS}
     t2 = time.perf_counter()
-    model = decode_model(model_config_from_header(regions[0]["model"]), sections)
+    model = decode_model(model_config_from_header(regions[0].model), sections)
     t3 = time.perf_counter()
     with torch.no_grad():
         render = model.render(0).clamp(0, 1).numpy().transpose(1, 2, 0)
@@ -244,8 +244,8 @@ def main() -> None:
             "bpp": 8 * path.stat().st_size / 512**2,
             "psnr": file.header["quality"]["psnr"],
             "gaussians": sum(
-                r["model"]["seed_count"] * r["model"]["gaussians_per_seed"]
-                for r in file.slices[0]["regions"]
+                r.model["seed_count"] * r.model["gaussians_per_seed"]
+                for r in file.slices[0].regions
             ),
             "fit_seconds": None,
             "iterations": fit_from_record(file.header["fit"], *shape).iterations,
