@@ -37,10 +37,11 @@ def blend_rule(wanted: str, seeds: int, feature_dim: int, gaussians_per_seed: in
     >>> blend_rule("gated", 250, 4, 6), blend_rule("gated", 32, 4, 6), blend_rule("sum", 250, 4, 6)
     (1, 0, 0)
     """
-    rule = BLEND_RULES.index(wanted)
     head = (feature_dim + 1) * 2 * gaussians_per_seed
     values = seeds * (feature_dim + 4 + 2 * gaussians_per_seed)
-    return 0 if rule == 1 and head > MAX_HEAD_SHARE * values else rule
+    if wanted == "gated" and head > MAX_HEAD_SHARE * values:
+        return BLEND_RULES.index("sum")
+    return BLEND_RULES.index(wanted)
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,9 @@ class _Compose(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sums: torch.Tensor, eps: float) -> torch.Tensor:
         c = (sums.shape[0] - 1) // 2
-        inverse = 1.0 / (sums[c : c + 1] + eps)  # [1, H, W]
-        normalised = sums[:c] / (sums[c : c + 1] + eps)
+        denominator = sums[c : c + 1] + eps  # [1, H, W]
+        inverse = 1.0 / denominator
+        normalised = sums[:c] / denominator
         ctx.save_for_backward(inverse, normalised)
         return normalised + sums[c + 1 :]
 

@@ -221,13 +221,11 @@ def fit_region(
 
     if config.target_bpp is not None:
         from napari_sgi.core.rate_control import stored_bits
-        from napari_sgi.core.seeds import seed_count_for_density
 
         channels, height, width = image.shape
-        k = config.gaussians_per_seed
         # Whether the region keeps the blend head, from a first guess of its density.
         guess = clamp_density(config.target_bpp / BITS_PER_GAUSSIAN_GUESS)
-        fixed = fixed_bits(config, channels, seed_count_for_density(height, width, guess, k))
+        fixed = fixed_bits(config, channels, _seed_count(image, config, guess))
         budget = config.target_bpp * core_pixels - fixed
         if budget <= 0:
             raise ValueError(
@@ -248,10 +246,9 @@ def fit_region(
             )
         final = _without_target(config.with_overrides(density=density))
         # Where the density the pilots chose keeps or drops the head against the guess.
-        seeds = seed_count_for_density(height, width, density, k)
-        if fixed_bits(config, channels, seeds) != fixed:
-            budget += (fixed - fixed_bits(config, channels, seeds)) / CODER_OVERHEAD
-            fixed = fixed_bits(config, channels, seeds)
+        chosen = fixed_bits(config, channels, _seed_count(image, config, density))
+        budget += (fixed - chosen) / CODER_OVERHEAD
+        fixed = chosen
         return fit(
             image,
             final,
@@ -279,13 +276,8 @@ def fit_region(
             pixel_weights=pixel_weights,
             **common,
         )
-    from napari_sgi.core.seeds import seed_count_for_density
-
-    channels, height, width = image.shape
-    seeds = config.seeds or seed_count_for_density(
-        height, width, config.density, config.gaussians_per_seed
-    )
-    fixed = fixed_bits(config, channels, seeds) if WEIGHT_STEPS else None
+    seeds = _seed_count(image, config, config.density)
+    fixed = fixed_bits(config, image.shape[0], seeds) if WEIGHT_STEPS else None
     return fit(
         image,
         config,
@@ -296,6 +288,13 @@ def fit_region(
         fixed_bits=fixed,
         pixel_weights=pixel_weights,
     )
+
+
+def _seed_count(image: torch.Tensor, config: FitConfig, density: float) -> int:
+    """Seeds of the model that fits ``image`` (``[C, H, W]``) with ``config`` at ``density``."""
+    from napari_sgi.core.fit import model_config
+
+    return model_config(tuple(image.shape), config.with_overrides(density=density)).seed_count
 
 
 def _with_weight_savings(
