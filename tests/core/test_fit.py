@@ -5,7 +5,6 @@ import torch
 from napari_sgi.core.fit import FitCancelled, fit, make_model
 from napari_sgi.core.image import ValueRange, to_tensor
 from napari_sgi.core.metrics import psnr
-from napari_sgi.core.model import BLEND_RULES
 from napari_sgi.core.presets import PRESETS, FitConfig, get_preset
 from napari_sgi.core.schedule import Schedule
 
@@ -205,30 +204,20 @@ def test_invalid_early_stop_is_refused(settle):
         FitConfig(settle=settle)
 
 
-@pytest.mark.parametrize("channels, blend", [(3, "gated"), (1, "slot_gated")])
-def test_a_gated_fit_trains_its_blend_head_in_the_fit_and_the_refinement(channels, blend):
+def test_a_gated_fit_trains_its_blend_head_in_the_fit_and_the_refinement():
     """The head starts at zero (every Gaussian weight 1, gate 1/2); the fit moves it, and the
-    fit's and the refinement's optimisers hold it with the colour MLP (one schedule). An RGB
-    image gets the per-seed head, a one-channel image the slot head (blend_rule)."""
+    fit's and the refinement's optimisers hold it with the colour MLP (one schedule)."""
     from napari_sgi.core import refine as refine_module
     from napari_sgi.core.fit import _optimizer
 
-    image = torch.rand(channels, 48, 48, generator=torch.Generator().manual_seed(3))
+    image = torch.rand(1, 48, 48, generator=torch.Generator().manual_seed(3))
     model = fit(image, TINY.with_overrides(iterations=40, blend="gated")).model
-    assert BLEND_RULES[model.config.blend] == blend and model.image_modules()[-1] == "mlp_blend"
-    assert model.mlp_blend.per_seed == (blend == "gated")
-    assert all(p.any() for p in model.mlp_blend.parameters())
+    assert model.config.blend == 1 and model.image_modules()[-1] == "mlp_blend"
+    assert model.mlp_blend.linear.weight.abs().sum() > 0 and model.mlp_blend.linear.bias.any()
     head = {id(p) for p in model.mlp_blend.parameters()}
     _, groups = _optimizer(model)
     assert head <= {id(p) for p in groups["mlp_color"]["params"]}
     assert head <= {id(p) for p in refine_module._parameters(model)["mlp_color"]}
-
-
-def test_a_region_too_small_for_a_per_seed_head_gets_the_slot_head():
-    assert make_model((3, 20, 24), TINY).mlp_blend is None  # the plain sum has no head
-    # 16 seeds: the per-seed head's 42 weights would be 16 % of the values.
-    small = make_model((3, 20, 24), TINY.with_overrides(blend="gated"))
-    assert BLEND_RULES[small.config.blend] == "slot_gated" and not small.mlp_blend.per_seed
-    assert BLEND_RULES[
-        make_model((3, 64, 64), TINY.with_overrides(blend="gated")).config.blend
-    ] == ("gated")
+    assert make_model((1, 20, 24), TINY).mlp_blend is None  # the plain sum has no head
+    # 16 seeds: the head's 42 weights would be 16 % of the values, so the region draws the sum.
+    assert make_model((1, 20, 24), TINY.with_overrides(blend="gated")).mlp_blend is None

@@ -42,12 +42,12 @@ def _config(**fields) -> dict:
     return {**base, **fields}
 
 
-@pytest.mark.parametrize("blend", [0, 1, 2])
+@pytest.mark.parametrize("gated", [0, 1])
 @pytest.mark.parametrize(
     ("f", "k", "c", "grid_levels", "grid_features"),
     [(1, 1, 1, 0, 4), (4, 10, 3, 0, 4), (50, 10, 1, 12, 4), (7, 3, 4, 2, 16), (16, 6, 1, 6, 1)],
 )
-def test_the_weights_length_is_the_models_own(f, k, c, grid_levels, grid_features, blend):
+def test_the_weights_length_is_the_models_own(f, k, c, grid_levels, grid_features, gated):
     config = _config(
         feature_dim=f,
         gaussians_per_seed=k,
@@ -55,8 +55,8 @@ def test_the_weights_length_is_the_models_own(f, k, c, grid_levels, grid_feature
         grid_levels=grid_levels,
         grid_features=grid_features,
     )
-    if blend:
-        config["blend"] = blend
+    if gated:
+        config["blend"] = 1
     model = SGIModel(ModelConfig(**config))
     assert weights_bytes(config) == rows_size(model)
     shortest, longest = coded_weights_bytes(config)
@@ -95,11 +95,9 @@ def test_the_presets_models_fit_the_budget(preset):
 
 
 def test_a_gated_blend_is_read_and_any_other_value_refused():
-    """``blend`` is written only for the gated blend (1: per-seed head, 2: slot head); the plain
-    sum leaves it out."""
+    """``blend`` is written only for the gated blend (1); the plain sum leaves it out."""
     check_model_config(_config(blend=1))
-    check_model_config(_config(blend=2))
-    for value in (0, 3, True, "1", 1.0):
+    for value in (0, 2, True, "1", 1.0):
         with pytest.raises(SGIFormatError, match="'blend' out of range"):
             check_model_config(_config(blend=value))
     with pytest.raises(SGIFormatError, match="optionally seed_map, blend"):

@@ -17,9 +17,7 @@ Both hold their weights in int8 rows (``SGW9``). ``fixture_v4_coded.sgi``, writt
 preset (adaptive seeds, soft rounding, refinement), one region. ``fixture_v4_gated.sgi``, written
 by :func:`write_gated_fixture`, draws with the gated blend (a model's ``blend`` = 1, the blend
 head's weights, trained away from zero, in its coded weights section): one 64x96 RGB uint8 slice,
-``default`` preset, two regions blended across the core border. ``fixture_v4_slots.sgi``, written
-by :func:`write_slot_fixture`, draws with the slot head (``blend`` = 2: 2K trained values in its
-coded weights section): one 64x64 uint16 slice, ``default`` preset, one region.
+``default`` preset, two regions blended across the core border.
 """
 
 from __future__ import annotations
@@ -78,25 +76,6 @@ PINNED = {
             (0, 2): "4f90beaeccd9e10d1952eee4caf185fd3aed1858c0942dcd4fd5527cf9519f67",
         },
     ),
-    "fixture_v4_slots.sgi": (
-        "YX",
-        (64, 64),
-        "uint16",
-        {
-            (0, 0): "7ad0f06866431be4c8c5ba57f9b3331458253d2b82baba03ceb9b368963fc690",
-            (0, 1): "7c073028237d1147a5054e3e3d39e0b6815230e1a3e5cd824c813cb61b94933c",
-            (0, 2): "7cf4dfef46ce062b8a289ba709cd293b725e058c0bb0e417a4a5917d1bc21103",
-        },
-    ),
-}
-
-# The blend each fixture's regions store (core.model.BLEND_RULES): absent is the plain sum.
-BLENDS = {
-    "fixture_v4.sgi": {None},
-    "fixture_v4_rgb.sgi": {None},
-    "fixture_v4_coded.sgi": {None},
-    "fixture_v4_gated.sgi": {1},
-    "fixture_v4_slots.sgi": {2},
 }
 
 
@@ -186,25 +165,6 @@ def write_gated_fixture(directory: Path = DATA) -> None:
     )
 
 
-def write_slot_fixture(directory: Path = DATA) -> None:
-    """How ``fixture_v4_slots.sgi`` was written (napari-sgi 0.1.0, the slot head: the default
-    preset's gated blend on a one-channel image)."""
-    import tifffile
-
-    from napari_sgi.encode.pipeline import compress
-
-    nuclei = tifffile.imread(DATA / "nuclei_crop64.tif")  # (64, 64) uint16
-    compress(
-        nuclei[::-1],
-        directory / "fixture_v4_slots.sgi",
-        preset="default",
-        iterations=60,
-        density=0.05,
-        levels=3,
-        resume=False,
-    )
-
-
 def digest(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
@@ -230,7 +190,6 @@ WEIGHTS_LAYOUT = {
     "fixture_v4_rgb.sgi": b"SGW9",
     "fixture_v4_coded.sgi": b"SGWA",
     "fixture_v4_gated.sgi": b"SGWA",
-    "fixture_v4_slots.sgi": b"SGWA",
 }
 
 
@@ -257,7 +216,6 @@ def test_committed_file_decodes_to_pinned_pixels(name):
     assert (DATA / name).read_bytes()[8:12] == (4).to_bytes(4, "little")  # format version 4
     models = [r["model"] for s in image.metadata["slices"] for r in s["regions"]]
     assert {model["levels"] for model in models} == {LEVELS}
-    assert {model.get("blend") for model in models} == BLENDS[name]
     assert (image.axes, image.data.shape, image.data.dtype) == (axes, shape, np.dtype(dtype))
     got = {key: digest(pixels) for key, pixels in rendered(name).items()}
     assert got == digests

@@ -14,8 +14,7 @@ of the render (docs/method.md, "Entropy-coded MLP weights"). Layout:
     step 1 and sigma 2^(s/16 - 2) of its tensor. The stored value is q 2^e (float32, exact).
 
 The tensors are each ``Linear``'s weight then bias of ``mlp_color``, ``mlp_cov``, the blend
-head ``mlp_blend`` of a model that has one (a per-seed head's weight and bias, or a slot head's
-one vector of 2K values, stored like a bias), and
+head ``mlp_blend`` of a model that has one, and
 ``context.mlp`` (or ``context.prior`` without a hash grid), with the context's three step-logit
 outputs split off into their own tensors: they set the attributes' quantisation steps, so they
 get at least 2047 steps to their peak, where everything else gets 63.

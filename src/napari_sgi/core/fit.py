@@ -126,9 +126,7 @@ def model_config(
         levels=config.levels,
         grid_levels=grid_levels,
         seed_map=seed_map,
-        blend=blend_rule(
-            config.blend, seeds, config.feature_dim, config.gaussians_per_seed, channels
-        ),
+        blend=blend_rule(config.blend, seeds, config.feature_dim, config.gaussians_per_seed),
     )
 
 

@@ -19,39 +19,28 @@ from napari_sgi.core.rasterize import rasterize_sum
 from napari_sgi.core.seeds import SeedGrid, initial_log_scaling
 
 # How the Gaussians make the image, by the number a model's ``blend`` stores: the paper's plain
-# sum, or each Gaussian split by a gate between a normalised blend and the sum (BlendHead), its
-# weight and gate from its seed's features ("gated") or one pair per slot k of the K Gaussians a
-# seed has, the same for every seed ("slot_gated").
-BLEND_RULES = ("sum", "gated", "slot_gated")
-# The per-seed head has (F + 1) 2K weights, coded like the MLPs': where they would be more than
-# this share of a region's stored values, the region keeps a head of 2K slot values instead.
+# sum, or each Gaussian split by a gate between a normalised blend and the sum (BlendHead).
+BLEND_RULES = ("sum", "gated")
+# The gated blend's head has (F + 1) 2K weights, coded like the seeds' values: where they would be
+# more than this share of a region's stored values, the region draws the plain sum instead. On
+# the 256x256 z-slice at 0.1 bpp (a head of 9 % of the values) the head cost 0.74 dB under a size
+# target; on IHC at 0.1 bpp (2.3 %) it bought +0.38 (docs/method.md, "A gated blend").
 MAX_HEAD_SHARE = 0.04
-# Where a per-seed head pays, measured at equal densities (docs/method.md, "A gated blend"): on
-# the RGB IHC image +0.07 to +0.22 dB over a slot head; on the two one-channel images the slot
-# head was the better one (+0.05 to +0.2 dB), which a per-seed head's bytes do not buy back.
-MIN_HEAD_CHANNELS = 3
 
 
-def blend_rule(
-    wanted: str, seeds: int, feature_dim: int, gaussians_per_seed: int, channels: int
-) -> int:
-    """The ``blend`` of a region's model, an index into :data:`BLEND_RULES`: ``wanted`` (one of
-    its names), where ``"gated"`` keeps a per-seed head only on images of at least
-    :data:`MIN_HEAD_CHANNELS` channels, and where it is at most :data:`MAX_HEAD_SHARE` of the
-    region's values; otherwise the region gets the slot head.
+def blend_rule(wanted: str, seeds: int, feature_dim: int, gaussians_per_seed: int) -> int:
+    """The ``blend`` of a region's model: ``wanted`` (a :data:`BLEND_RULES` name), unless it is
+    the gated blend and its head would be more than :data:`MAX_HEAD_SHARE` of the values.
 
     Examples
     --------
-    >>> blend_rule("gated", 250, 4, 6, 3), blend_rule("gated", 32, 4, 6, 3)
-    (1, 2)
-    >>> blend_rule("gated", 250, 4, 6, 1), blend_rule("sum", 250, 4, 6, 3)
-    (2, 0)
+    >>> blend_rule("gated", 250, 4, 6), blend_rule("gated", 32, 4, 6), blend_rule("sum", 250, 4, 6)
+    (1, 0, 0)
     """
     head = (feature_dim + 1) * 2 * gaussians_per_seed
     values = seeds * (feature_dim + 4 + 2 * gaussians_per_seed)
-    per_seed_pays = channels >= MIN_HEAD_CHANNELS and head <= MAX_HEAD_SHARE * values
-    if wanted == "gated" and not per_seed_pays:
-        return BLEND_RULES.index("slot_gated")
+    if wanted == "gated" and head > MAX_HEAD_SHARE * values:
+        return BLEND_RULES.index("sum")
     return BLEND_RULES.index(wanted)
 
 
@@ -161,37 +150,24 @@ class BlendHead(nn.Module):
     Gaussians barely reach near 0; it is fixed, since scaling every ``w`` (the head's biases)
     scales it. The head starts at ``a = b = 0``: every Gaussian half in each part. Both parts are
     sums the one rasterizer draws, as ``2C + 1`` channels (:meth:`expand`, :meth:`compose`).
-
-    ``per_seed=False`` is the slot head: ``a`` and ``b`` are 2K values ``slots``, one pair for
-    the k-th Gaussian of every seed (no ``linear``): 2K values to store instead of (F + 1) 2K.
     """
 
     EPS = 0.1
     LOG_WEIGHT_LIMIT = 6.0  # |a|: a Gaussian's weight within e^-6 .. e^6 of another's
 
-    def __init__(self, feature_dim: int, gaussians_per_seed: int, per_seed: bool = True):
+    def __init__(self, feature_dim: int, gaussians_per_seed: int):
         super().__init__()
-        self.gaussians_per_seed = gaussians_per_seed
-        self.per_seed = per_seed
-        if per_seed:
-            self.linear = nn.Linear(feature_dim, 2 * gaussians_per_seed)
-            nn.init.zeros_(self.linear.weight)
-            nn.init.zeros_(self.linear.bias)
-        else:
-            self.slots = nn.Parameter(torch.zeros(2 * gaussians_per_seed))
-
-    def heads(self, features: torch.Tensor) -> torch.Tensor:  # [N, F] -> [N, 2K]: a, b
-        if self.per_seed:
-            return self.linear(features)
-        return self.slots.expand(len(features), -1)
+        self.linear = nn.Linear(feature_dim, 2 * gaussians_per_seed)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
     def expand(
         self,
         colors: torch.Tensor,  # [N*K, C] seed-major
         features: torch.Tensor,  # [N, F]
     ) -> torch.Tensor:  # [N*K, 2C + 1]: g w c, g w, (1 - g) c
-        k = self.gaussians_per_seed
-        heads = self.heads(features)  # [N, 2K]
+        k = self.linear.out_features // 2
+        heads = self.linear(features)  # [N, 2K]
         limit = self.LOG_WEIGHT_LIMIT
         weight = torch.exp(heads[:, :k].clamp(-limit, limit)).reshape(-1, 1)
         gate = torch.sigmoid(heads[:, k:]).reshape(-1, 1)
@@ -270,8 +246,7 @@ class SGIModel(nn.Module):
             grid_log2_table=config.grid_log2_table,
         )
         # Last, so that a plain-sum model draws the same random numbers as before it existed.
-        rule = BLEND_RULES[config.blend]
-        self.mlp_blend = BlendHead(f, k, rule == "gated") if rule != "sum" else None
+        self.mlp_blend = BlendHead(f, k) if config.blend else None
 
     # -- attributes -------------------------------------------------------------------------------
     def attributes(self) -> Attributes:

@@ -74,9 +74,7 @@ class FitConfig:
     blend
         How the Gaussians make the image: ``"sum"``, the paper's plain sum; ``"gated"``, each
         Gaussian split by a learned gate between a normalised blend and the sum
-        (:class:`.model.BlendHead`), which draws edges with fewer Gaussians, its gates from each
-        seed's features where that pays and one per slot of a seed's K Gaussians elsewhere
-        (:func:`.model.blend_rule`); ``"slot_gated"``, the slot gates everywhere.
+        (:class:`.model.BlendHead`), which draws edges with fewer Gaussians.
     soft_round
         Train the rate phase on soft-rounded attributes (:data:`.entropy.SOFT_ROUND`, C3's
         annealed soft rounding) rather than on attributes plus uniform noise. Not used while
@@ -131,7 +129,7 @@ class FitConfig:
             "rate_phase": 0 < self.rate_phase <= 1,
             "lr_decay": 0 < self.lr_decay <= 1,
             "seed_layout": self.seed_layout in ("uniform", "adaptive"),
-            "blend": self.blend in ("sum", "gated", "slot_gated"),  # core.model.BLEND_RULES
+            "blend": self.blend in ("sum", "gated"),  # core.model.BLEND_RULES
             "settle": 0 <= self.settle < 1,
             "soft_round": isinstance(self.soft_round, bool),
             "target_bpp": _positive_or_none(self.target_bpp),

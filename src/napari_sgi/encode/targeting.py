@@ -96,7 +96,7 @@ def fixed_bits(config: FitConfig, channels: int, seeds: int | None = None) -> fl
 
     shape = model_config((channels, 16, 16), config.with_overrides(seeds=1))
     f, k = config.feature_dim, config.gaussians_per_seed
-    blend = blend_rule(config.blend, seeds or 1 << 30, f, k, channels)
+    blend = blend_rule(config.blend, seeds or 1 << 30, f, k)
     with torch.random.fork_rng(devices=[]):  # sizing a model draws no number of the fit's
         model = SGIModel(replace(shape, blend=blend), initialize_scaling=False)
     return 8.0 * (expected_size(model) + REGION_OVERHEAD_BYTES)

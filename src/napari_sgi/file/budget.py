@@ -118,16 +118,12 @@ def _linear_bytes(n_in: int, n_out: int) -> int:
     return n_out * n_in + 2 * n_out + 2 * n_out
 
 
-def _head_bytes(blend: int, f: int, k: int) -> int:
-    """The blend head in ``SGW9``: none (0), per-seed (1, a ``Linear``), slots (2, float16)."""
-    return (0, _linear_bytes(f, 2 * k), 2 * 2 * k)[blend]
-
-
 def weights_bytes(model: Mapping[str, int]) -> int:
     """Exact length of a weights section in int8 rows (``SGW9``, :mod:`.codec.weights`)."""
     f, k, c = model["feature_dim"], model["gaussians_per_seed"], model["channels"]
     size = 4 + 2 * _linear_bytes(f, f) + _linear_bytes(f, c * k) + _linear_bytes(f, 3 * k)
-    size += _head_bytes(model.get("blend", 0), f, k)
+    if model.get("blend"):
+        size += _linear_bytes(f, 2 * k)  # the blend head
     n_out = 2 * (f + 4 + 2 * k) + len(STREAMS)  # means, raw scales, one step logit per group
     if model["grid_levels"] == 0:
         return size + 2 * n_out  # the prior, float16
@@ -140,10 +136,8 @@ def _weight_tensors(model: Mapping[str, int]) -> tuple[int, int]:
     bias, the context's output split in two (its step logits apart)."""
     f, k, c = model["feature_dim"], model["gaussians_per_seed"], model["channels"]
     tensors, values = 8, 2 * (f * f + f) + (f + 1) * c * k + (f + 1) * 3 * k
-    if model.get("blend") == 1:  # a per-seed head: weight and bias
+    if model.get("blend"):
         tensors, values = tensors + 2, values + (f + 1) * 2 * k
-    elif model.get("blend") == 2:  # a slot head: one vector
-        tensors, values = tensors + 1, values + 2 * k
     n_out = 2 * (f + 4 + 2 * k) + len(STREAMS)
     if model["grid_levels"] == 0:
         return tensors + 2, values + n_out

@@ -63,9 +63,8 @@ _MODEL_LIMITS = {  # the fields of ModelConfig, in its order, and their largest 
     "grid_log2_table": 24,
 }
 # Fields a model writes only when set, and the largest values of the integer ones: the seed
-# layout (a string, :mod:`napari_sgi.core.seed_map`) and the gated blend (1: a per-seed head,
-# 2: a slot head; :data:`napari_sgi.core.model.BLEND_RULES`).
-_MODEL_OPTIONS = {"seed_map": None, "blend": 2}
+# layout (a string, :mod:`napari_sgi.core.seed_map`) and the gated blend (1, when present).
+_MODEL_OPTIONS = {"seed_map": None, "blend": 1}
 # What an image's samples may be: the integer and floating-point types the encoder compresses
 # (no bool, complex, float128), in either byte order.
 DTYPE_SIZES = {"u": (1, 2, 4, 8), "i": (1, 2, 4, 8), "f": (2, 4, 8)}
