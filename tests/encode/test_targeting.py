@@ -90,7 +90,7 @@ def test_the_plan_counts_the_pilot_fits():
     quality = plan_from_params((96, 96), 1, {**SHORT, "psnr": 30.0})
     assert free.total_steps == 600
     assert sized.total_steps == 600 + 150  # one pilot
-    assert quality.total_steps == 600 + 2 * (300 + 600)  # two lengths at two densities
+    assert quality.total_steps == 600 + 3 * (300 + 600)  # two lengths at up to three densities
 
 
 def test_info_shows_the_target_and_what_was_reached(tmp_path, cells, capsys):
@@ -144,6 +144,26 @@ def test_pilots_train_as_the_fit_they_size(
     assert pilots and all(p[1:] == (pilots_soft, 0.0, []) for p in pilots)  # every step
     # The full fit gets the configuration (core.fit picks a steered fit's noise), and λ's control.
     assert full == (200, True, 0.0, [steered] if steered else [])
+
+
+# Noise at 64x64: 11.1 dB lies between the two pilot densities, 5 dB far below (a third pair).
+@pytest.mark.parametrize("goal", [11.1, 5.0])
+def test_a_quality_targets_progress_ends_at_its_total(goal):
+    import torch
+
+    from napari_sgi.core.presets import FitConfig
+    from napari_sgi.encode.targeting import fit_region, pilot_steps_per_region
+
+    config = FitConfig(
+        iterations=200, levels=1, feature_dim=4, gaussians_per_seed=2, target_psnr=goal
+    )
+    image = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(4))
+    events = []
+    fit_region(image, config, core_pixels=64 * 64, progress=events.append)
+    steps = [event.step for event in events]
+    total = config.iterations + pilot_steps_per_region(config)
+    assert steps == sorted(steps) and {event.total for event in events} == {total}
+    assert steps[-1] == total
 
 
 # -- large slices: the regions' shares ------------------------------------------------------------

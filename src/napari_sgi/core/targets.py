@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -54,6 +55,11 @@ EXTRAPOLATION_DAMPING = 0.7
 # The second pilot density lies at most this many doublings from the first: denser pilots cost
 # more steps' time (x4 the Gaussians made a quality target's pilots 0.53x a full fit on IHC).
 MAX_DOUBLINGS = 1.5
+# A density this many doublings or more beyond both pilot densities gets a third pair of pilots
+# there (at most MAX_DOUBLINGS beyond): with the gated blend, nuclei's 32.6 dB target lay 1.2
+# doublings below its pilots, whose slope (0.16 dB per doubling) was a third of the curve's
+# there, and the file landed 0.6 dB short.
+MAX_EXTRAPOLATION = 0.5
 # Gaussians per pixel: 0.2 is ~3-5 bpp with the compact model, past any useful size target.
 DENSITY_RANGE = (1e-4, 0.2)
 # dB per doubling of the density that a quality target assumes at least: flatter pilots would
@@ -115,15 +121,16 @@ def pilot_steps(iterations: int) -> int:
 
 
 def psnr_pilot_steps(iterations: int) -> int:
-    """Steps of all the pilots of a quality target (:func:`density_for_psnr`).
+    """Steps of all the pilots a quality target may run (:func:`density_for_psnr`): two pairs,
+    and a third where the target lies far beyond them.
 
     Examples
     --------
     >>> psnr_pilot_steps(12500)
-    4500
+    6750
     """
     short, long = psnr_pilot_lengths(iterations)
-    return 2 * (short + long)
+    return 3 * (short + long)
 
 
 def psnr_pilot_lengths(iterations: int) -> tuple[int, int]:
@@ -180,7 +187,10 @@ def density_for_psnr(
     whose λ is steered to the target), or one such gain a doubling of the steps left (a short
     fit that runs free, :data:`FREE_STEP_GAIN`). The second density is
     placed from the first prediction (``ASSUMED_DENSITY_GAIN`` dB per doubling); the density then
-    comes from the line through both predictions in log density.
+    comes from the line through both predictions in log density. Where that line reaches the
+    target more than ``MAX_EXTRAPOLATION`` doublings beyond both densities, a third pair of
+    pilots measures there (at most ``MAX_DOUBLINGS`` on), and the line through the points
+    nearest the target decides.
 
     Examples
     --------
@@ -207,14 +217,49 @@ def density_for_psnr(
     other = clamp_density(start * 2**doublings)
     if other == start:  # at the end of the range: measure on the side that is left
         other = clamp_density(start * 2 ** (-doublings))
-    second = full_fit(other)
-    (x0, y0), (x1, y1) = sorted(((math.log2(start), first), (math.log2(other), second)))
-    slope = max((y1 - y0) / (x1 - x0), MIN_DENSITY_GAIN)
-    if target > y1:  # above both: flatter
-        x, y, slope = x1, y1, slope * EXTRAPOLATION_DAMPING
-    elif target < y0:  # below both: steeper
-        x, y, slope = x0, y0, slope / EXTRAPOLATION_DAMPING
-    else:
+    points = [(math.log2(start), first), (math.log2(other), full_fit(other))]
+    density, predicted = _density_on_curve(points, target)
+    # Far beyond both pilots the line's slope is a guess (flat curves bend most): measure there,
+    # at most MAX_DOUBLINGS past the nearer pilot, and solve again with the nearer points.
+    low, high = min(x for x, _ in points), max(x for x, _ in points)
+    x = math.log2(density)
+    if x < low - MAX_EXTRAPOLATION or x > high + MAX_EXTRAPOLATION:
+        x = min(max(x, low - MAX_DOUBLINGS), high + MAX_DOUBLINGS)
+        third = clamp_density(2**x)
+        if third not in (start, other):
+            points.append((math.log2(third), full_fit(third)))
+            density, predicted = _density_on_curve(points, target)
+    return density, predicted
+
+
+def _density_on_curve(points: list[tuple[float, float]], target: float) -> tuple[float, float]:
+    """The density predicted to reach ``target`` from predicted PSNRs at pilot densities
+    (``(log2 density, dB)``), and that prediction: on the line through the two adjacent points
+    that bracket the target, or beyond the points, a damped line through the two at that end.
+
+    Examples
+    --------
+    >>> round(_density_on_curve([(-7.0, 30.0), (-6.0, 31.0)], 30.5)[0], 5)
+    0.01105
+    >>> _density_on_curve([(-7.0, 30.0), (-6.0, 31.0), (-5.0, 31.5)], 31.25)[1]
+    31.25
+    """
+    points = sorted(points)
+    values = [y for _, y in points]
+    if target > max(values):  # above all: flatter, from the densest two
+        (x0, y0), (x1, y1) = points[-2:]
+        slope = max((y1 - y0) / (x1 - x0), MIN_DENSITY_GAIN) * EXTRAPOLATION_DAMPING
+        x, y = x1, y1
+    elif target < min(values):  # below all: steeper, from the sparsest two
+        (x0, y0), (x1, y1) = points[:2]
+        slope = max((y1 - y0) / (x1 - x0), MIN_DENSITY_GAIN) / EXTRAPOLATION_DAMPING
         x, y = x0, y0
+    else:  # the sparsest adjacent pair that brackets it (noisy curves need not be monotone)
+        (x, y), (x1, y1) = next(
+            (a, b)
+            for a, b in itertools.pairwise(points)
+            if min(a[1], b[1]) <= target <= max(a[1], b[1])
+        )
+        slope = max((y1 - y) / (x1 - x), MIN_DENSITY_GAIN)
     density = clamp_density(2 ** (x + (target - y) / slope))
     return density, y + slope * (math.log2(density) - x)

@@ -12,6 +12,8 @@ Examples
 >>> from napari_sgi.core.presets import get_preset
 >>> pilot_steps_per_region(get_preset("default").with_overrides(target_bpp=0.3))
 1000
+>>> pilot_steps_per_region(get_preset("default").with_overrides(target_psnr=30))
+6750
 >>> pilot_steps_per_region(get_preset("default"))
 0
 """
@@ -268,6 +270,7 @@ def fit_region(
             start=config.density,
             steered=steered,
         )
+        done = pilots  # the progress counts a third pair of pilots, run or not
         final = _without_target(config.with_overrides(density=density))
         if not steered:  # too short for λ to answer: free, as the pilots ran
             return fit(image, final, pixel_weights=pixel_weights, **common)
