@@ -125,12 +125,14 @@ def test_pilots_train_as_the_fit_they_size(
     from napari_sgi.core.presets import FitConfig
     from napari_sgi.encode.targeting import fit_region
 
-    seen = []
+    seen, held = [], []
     real_fit = fit_module.fit
 
     def recording(image, config, **options):
         steering = [k for k in ("budget_bits", "psnr_target") if options.get(k) is not None]
+        holds_weight_steps = options.get("fixed_bits") is not None
         seen.append((config.iterations, config.soft_round, config.settle, steering))
+        held.append(holds_weight_steps)
         return real_fit(image, config, **options)
 
     monkeypatch.setattr(fit_module, "fit", recording)
@@ -144,6 +146,9 @@ def test_pilots_train_as_the_fit_they_size(
     assert pilots and all(p[1:] == (pilots_soft, 0.0, []) for p in pilots)  # every step
     # The full fit gets the configuration (core.fit picks a steered fit's noise), and λ's control.
     assert full == (200, True, 0.0, [steered] if steered else [])
+    # A steered fit trains on the weights' steps it will store (a quality target's too: λ's
+    # control steers by that PSNR); a free quality fit keeps the writer's 63 steps.
+    assert held[-1] == (steered is not None)
 
 
 # Noise at 64x64: 11.1 dB lies between the two pilot densities, 5 dB far below (a third pair).
