@@ -130,9 +130,8 @@ def test_pilots_train_as_the_fit_they_size(
 
     def recording(image, config, **options):
         steering = [k for k in ("budget_bits", "psnr_target") if options.get(k) is not None]
-        holds_weight_steps = options.get("fixed_bits") is not None
         seen.append((config.iterations, config.soft_round, config.settle, steering))
-        held.append(holds_weight_steps)
+        held.append(options.get("fixed_bits") is not None)
         return real_fit(image, config, **options)
 
     monkeypatch.setattr(fit_module, "fit", recording)

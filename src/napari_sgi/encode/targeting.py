@@ -283,18 +283,14 @@ def fit_region(
         final = _without_target(config.with_overrides(density=density))
         # The weights' steps held from the rate phase on, so that λ's control steers by the PSNR
         # the file will have: rounded at the end to 63 steps, IHC's 27 dB file lost 0.25 dB.
-        seeds = _seed_count(image, config, density)
-        fixed = fixed_bits(config, image.shape[0], seeds) if WEIGHT_STEPS else None
         return fit(
             image,
             final,
             psnr_target=config.target_psnr + PSNR_MARGIN,
-            fixed_bits=fixed,
+            fixed_bits=_held_weight_bits(image, config, density),
             pixel_weights=pixel_weights,
             **common,
         )
-    seeds = _seed_count(image, config, config.density)
-    fixed = fixed_bits(config, image.shape[0], seeds) if WEIGHT_STEPS else None
     return fit(
         image,
         config,
@@ -302,7 +298,7 @@ def fit_region(
         progress=progress,
         cancel=cancel,
         backend=backend,
-        fixed_bits=fixed,
+        fixed_bits=_held_weight_bits(image, config, config.density),
         pixel_weights=pixel_weights,
     )
 
@@ -312,6 +308,14 @@ def _seed_count(image: torch.Tensor, config: FitConfig, density: float) -> int:
     from napari_sgi.core.fit import model_config
 
     return model_config(tuple(image.shape), config.with_overrides(density=density)).seed_count
+
+
+def _held_weight_bits(image: torch.Tensor, config: FitConfig, density: float) -> float | None:
+    """The region's fixed bits at ``density``, for a fit that chooses and holds its weights'
+    steps (:data:`WEIGHT_STEPS`), else None (the writer's 63 steps)."""
+    if not WEIGHT_STEPS:
+        return None
+    return fixed_bits(config, image.shape[0], _seed_count(image, config, density))
 
 
 def _with_weight_savings(
